@@ -1,0 +1,102 @@
+// Evaluation on held-out tasks: fine-tune from the meta-learned initialisation for a number of
+// test-time inner steps, report the query loss (and accuracy) as mean with a 95% confidence interval.
+import * as tf from "@tensorflow/tfjs";
+import type { Model } from "./models.js";
+import { names, type Params } from "./params.js";
+import { accuracy, disposeExamples, taskLoss, taskLosses, toTensors } from "./losses.js";
+import type { TaskFamily, TaskSplit } from "./tasks/types.js";
+
+/** Mean and half-width of its 95% confidence interval (normal approximation, 1.96·s/√n). */
+export interface MeanCI {
+  mean: number;
+  ci95: number;
+  n: number;
+}
+
+export function meanCI(xs: readonly number[]): MeanCI {
+  const n = xs.length;
+  if (n === 0) return { mean: NaN, ci95: NaN, n: 0 };
+  const mean = xs.reduce((a, b) => a + b, 0) / n;
+  if (n === 1) return { mean, ci95: NaN, n };
+  const variance = xs.reduce((a, b) => a + (b - mean) ** 2, 0) / (n - 1);
+  return { mean, ci95: (1.96 * Math.sqrt(variance)) / Math.sqrt(n), n };
+}
+
+export interface EvaluateOptions {
+  /** Held-out tasks (papers: 600 for Omniglot, 100 points × 600 for sinusoid). Default 600. */
+  tasks?: number;
+  /** Step counts at which to measure, e.g. [0, 1, 5, 10]; 0 is the unadapted initialisation. Default [innerSteps]. */
+  steps: number[];
+  /** Test-time SGD step size α. */
+  innerLr: number;
+  /** Seed of the task stream; tasks are family.task(seed, split, 0, i). */
+  seed: number;
+  /** Default `test`. */
+  split?: TaskSplit;
+  /** Called after each task with the count done (progress). */
+  onTask?: (done: number, total: number) => void;
+}
+
+export interface EvaluationResult {
+  family: string;
+  model: string;
+  split: TaskSplit;
+  /** Batch norm statistics mode: `transductive` (query-batch statistics) or `none`. */
+  batchNorm: Model["batchNorm"];
+  results: { steps: number; loss: MeanCI; accuracy?: MeanCI }[];
+}
+
+export async function evaluate(model: Model, family: TaskFamily, params: Params, o: EvaluateOptions): Promise<EvaluationResult> {
+  const total = o.tasks ?? 600;
+  const split = o.split ?? "test";
+  const stepsWanted = [...new Set(o.steps)].sort((a, b) => a - b);
+  const maxSteps = stepsWanted[stepsWanted.length - 1] ?? 0;
+  const losses = new Map<number, number[]>(stepsWanted.map((s) => [s, []]));
+  const accs = new Map<number, number[]>(stepsWanted.map((s) => [s, []]));
+  const keys = names(params);
+  const cls = family.kind === "classification";
+  for (let i = 0; i < total; i++) {
+    const task = family.task(o.seed, split, 0, i);
+    const s = toTensors(task.support, family.kind, model.outputs);
+    const q = toTensors(task.query, family.kind, model.outputs);
+    try {
+      tf.tidy(() => {
+        let phi = params;
+        for (let step = 0; step <= maxSteps; step++) {
+          if (losses.has(step)) {
+            const out = model.forward(phi, q.x);
+            losses.get(step)!.push(taskLosses(family.kind, out, q.y).dataSync()[0]!);
+            if (cls) accs.get(step)!.push(accuracy(out, q.labels!).dataSync()[0]!);
+          }
+          if (step === maxSteps) break;
+          const cur = phi;
+          const g = tf.grads((...v: tf.Tensor[]) => {
+            const p: Params = {};
+            keys.forEach((k, j) => (p[k] = v[j]!));
+            return taskLoss(family.kind, model.forward(p, s.x), s.y);
+          })(keys.map((k) => cur[k]!));
+          const next: Params = {};
+          keys.forEach((k, j) => (next[k] = tf.sub(cur[k]!, tf.mul(g[j]!, o.innerLr))));
+          phi = next;
+        }
+      });
+    } finally {
+      disposeExamples(s);
+      disposeExamples(q);
+    }
+    o.onTask?.(i + 1, total);
+    // Let timers and I/O run between tasks on long evaluations.
+    if (i % 50 === 49) await new Promise((r) => setTimeout(r, 0));
+  }
+  return {
+    family: family.name,
+    model: model.name,
+    split,
+    batchNorm: model.batchNorm,
+    results: stepsWanted.map((st) => ({
+      steps: st,
+      loss: meanCI(losses.get(st)!),
+      ...(cls ? { accuracy: meanCI(accs.get(st)!) } : {}),
+    })),
+  };
+}

@@ -1,0 +1,49 @@
+// Task losses and accuracy, and turning a Task's typed arrays into tensors.
+import * as tf from "@tensorflow/tfjs";
+import type { Examples, TaskKind } from "./tasks/types.js";
+
+/** Examples as tensors: x shaped as given, y as [n, 1] floats (regression) or one-hot [n, ways]. */
+export interface ExampleTensors {
+  x: tf.Tensor;
+  y: tf.Tensor;
+  /** Class indices (classification only), for accuracy. */
+  labels?: tf.Tensor1D;
+}
+
+export function toTensors(ex: Examples, kind: TaskKind, outputs: number): ExampleTensors {
+  const x = tf.tensor(ex.x, ex.xShape, "float32");
+  const n = ex.xShape[0]!;
+  if (kind === "regression") return { x, y: tf.tensor(ex.y as Float32Array, [n, outputs], "float32") };
+  const labels = tf.tensor1d(ex.y as Int32Array, "int32");
+  return { x, y: tf.oneHot(labels, outputs).toFloat(), labels };
+}
+
+export function disposeExamples(e: ExampleTensors): void {
+  e.x.dispose();
+  e.y.dispose();
+  e.labels?.dispose();
+}
+
+/**
+ * Mean loss over the examples: MSE for regression (MAML §5.1), softmax cross-entropy for
+ * classification. With a leading task axis ([T, n, k] outputs), the mean is per task and the
+ * result is the SUM over tasks, so its gradient w.r.t. per-task parameters is each task's own.
+ */
+export function taskLoss(kind: TaskKind, outputs: tf.Tensor, targets: tf.Tensor): tf.Scalar {
+  const perTask = taskLosses(kind, outputs, targets);
+  return perTask.rank === 0 ? (perTask as tf.Scalar) : tf.sum(perTask);
+}
+
+/** Mean loss per task: a scalar for [n, k] outputs, a [T] vector for [T, n, k] outputs. */
+export function taskLosses(kind: TaskKind, outputs: tf.Tensor, targets: tf.Tensor): tf.Tensor {
+  const perExample =
+    kind === "regression"
+      ? tf.mean(tf.squaredDifference(outputs, targets), -1)
+      : tf.neg(tf.sum(tf.mul(targets, tf.logSoftmax(outputs)), -1));
+  return tf.mean(perExample, -1);
+}
+
+/** Fraction of correct argmax predictions (per task when batched: returns [T]). */
+export function accuracy(outputs: tf.Tensor, labels: tf.Tensor): tf.Tensor {
+  return tf.mean(tf.cast(tf.equal(tf.argMax(outputs, -1), labels), "float32"), -1);
+}

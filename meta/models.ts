@@ -1,0 +1,195 @@
+// Functional models: parameters are an explicit named map, so inner loops can differentiate
+// through updated copies of them (MAML) and whole batches of tasks can carry their own copies.
+import * as tf from "@tensorflow/tfjs";
+import { Rng } from "./rng.js";
+import type { Params } from "./params.js";
+
+/**
+ * How batch norm computes its statistics. metatrain implements only `transductive`: the mean and
+ * variance of the batch being processed (the support set while adapting, the query set when
+ * measuring), exactly as the MAML reference code does (it never uses running averages). Every
+ * reported result with batch norm on is therefore a transductive result.
+ */
+export type BatchNormMode = "transductive";
+
+export interface Model {
+  /** Short identifier, e.g. `mlp-1-40-40-1`, `conv4-64-maxpool-bn`. */
+  readonly name: string;
+  /** Shape of one input example. */
+  readonly inputShape: number[];
+  readonly outputs: number;
+  /** `none`, or the batch-norm mode in force. */
+  readonly batchNorm: "none" | BatchNormMode;
+  /** Fresh parameters drawn from `seed` (PyTorch's default init: U(±1/√fan_in)). */
+  init(seed: number): Params;
+  /** Outputs (regression values or class logits) for inputs `x` of shape [n, ...inputShape]. */
+  forward(params: Params, x: tf.Tensor): tf.Tensor;
+  /**
+   * Optional task-batched forward: `params` carry a leading task dimension T, `x` is
+   * [T, n, ...inputShape]; returns [T, n, outputs]. Present only where it is implemented (MLPs).
+   */
+  forwardBatched?(params: Params, x: tf.Tensor): tf.Tensor;
+}
+
+/** Uniform(±bound) tensor of the given shape from an explicit RNG (deterministic everywhere). */
+function uniformTensor(rng: Rng, shape: number[], bound: number): tf.Tensor {
+  const n = shape.reduce((a, b) => a * b, 1);
+  const data = new Float32Array(n);
+  for (let i = 0; i < n; i++) data[i] = rng.uniform(-bound, bound);
+  return tf.tensor(data, shape, "float32");
+}
+
+const BN_EPS = 1e-5;
+
+/** Batch norm over every axis but the last (features), with learned scale and offset. */
+function batchNorm(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, axes: number[]): tf.Tensor {
+  const { mean, variance } = tf.moments(x, axes, true);
+  return tf.add(tf.mul(tf.div(tf.sub(x, mean), tf.sqrt(tf.add(variance, BN_EPS))), gamma), beta);
+}
+
+export interface MlpOptions {
+  /** Layer widths including input and output, e.g. [1, 40, 40, 1]. */
+  sizes: number[];
+  /** Batch norm after each hidden layer (as in the MAML paper's Omniglot MLP). Default false. */
+  batchNorm?: boolean;
+  /** Input shape; defaults to [sizes[0]]. Inputs are flattened to sizes[0] features. */
+  inputShape?: number[];
+}
+
+/** Fully connected ReLU network. */
+export function mlp(opts: MlpOptions): Model {
+  const { sizes } = opts;
+  if (sizes.length < 2) throw new Error("mlp: need at least input and output sizes");
+  const bn = opts.batchNorm ?? false;
+  const layers = sizes.length - 1;
+  const inputShape = opts.inputShape ?? [sizes[0]!];
+  const inFeatures = sizes[0]!;
+
+  function body(params: Params, h: tf.Tensor, batched: boolean): tf.Tensor {
+    // Unbatched h is [n, features]; batched h is [T, n, features] with weights [T, in, out].
+    for (let l = 0; l < layers; l++) {
+      const w = params[`dense${l}/kernel`]!;
+      const b = params[`dense${l}/bias`]!;
+      h = batched ? tf.add(tf.matMul(h, w), tf.expandDims(b, 1)) : tf.add(tf.matMul(h, w), b);
+      if (l < layers - 1) {
+        if (bn) {
+          const g = params[`bn${l}/gamma`]!;
+          const be = params[`bn${l}/beta`]!;
+          h = batched
+            ? batchNorm(h, tf.expandDims(g, 1), tf.expandDims(be, 1), [1])
+            : batchNorm(h, g, be, [0]);
+        }
+        h = tf.relu(h);
+      }
+    }
+    return h;
+  }
+
+  return {
+    name: `mlp-${sizes.join("-")}${bn ? "-bn" : ""}`,
+    inputShape,
+    outputs: sizes[sizes.length - 1]!,
+    batchNorm: bn ? "transductive" : "none",
+    init(seed: number): Params {
+      const rng = new Rng(seed);
+      const p: Params = {};
+      for (let l = 0; l < layers; l++) {
+        const fanIn = sizes[l]!;
+        const bound = 1 / Math.sqrt(fanIn);
+        p[`dense${l}/kernel`] = uniformTensor(rng, [fanIn, sizes[l + 1]!], bound);
+        p[`dense${l}/bias`] = uniformTensor(rng, [sizes[l + 1]!], bound);
+        if (bn && l < layers - 1) {
+          p[`bn${l}/gamma`] = tf.ones([sizes[l + 1]!]);
+          p[`bn${l}/beta`] = tf.zeros([sizes[l + 1]!]);
+        }
+      }
+      return p;
+    },
+    forward(params: Params, x: tf.Tensor): tf.Tensor {
+      return body(params, tf.reshape(x, [x.shape[0]!, inFeatures]), false);
+    },
+    forwardBatched(params: Params, x: tf.Tensor): tf.Tensor {
+      return body(params, tf.reshape(x, [x.shape[0]!, x.shape[1]!, inFeatures]), true);
+    },
+  };
+}
+
+export interface Conv4Options {
+  /** Input shape [H, W, C]. Default [28, 28, 1]. */
+  inputShape?: number[];
+  /** Output classes (ways). */
+  outputs: number;
+  /** Filters per conv layer. Default 64. */
+  filters?: number;
+  /**
+   * `maxpool`: 3×3 conv (stride 1, same) then 2×2 max-pool, flattened (MAML's MiniImagenet net).
+   * `stride`: 3×3 conv with stride 2 and no pooling, then the mean over space (MAML's Omniglot
+   * net). Default `maxpool`.
+   */
+  downsample?: "maxpool" | "stride";
+  /** Batch norm after each conv. Default true, as in MAML/Reptile. */
+  batchNorm?: boolean;
+}
+
+/** The 4-layer convolutional network of Vinyals et al. as used by MAML and Reptile. */
+export function conv4(opts: Conv4Options): Model {
+  const inputShape = opts.inputShape ?? [28, 28, 1];
+  const filters = opts.filters ?? 64;
+  const mode = opts.downsample ?? "maxpool";
+  const bn = opts.batchNorm ?? true;
+  const [h0, w0, c0] = inputShape as [number, number, number];
+  // Spatial size after the 4 blocks decides the classifier's fan-in.
+  let h = h0;
+  let w = w0;
+  for (let i = 0; i < 4; i++) {
+    h = mode === "maxpool" ? Math.floor(h / 2) : Math.ceil(h / 2);
+    w = mode === "maxpool" ? Math.floor(w / 2) : Math.ceil(w / 2);
+  }
+  if (h < 1 || w < 1) throw new Error(`conv4: input ${inputShape} is too small for 4 downsamplings`);
+  const features = mode === "maxpool" ? h * w * filters : filters;
+
+  return {
+    name: `conv4-${filters}-${mode}${bn ? "-bn" : ""}`,
+    inputShape,
+    outputs: opts.outputs,
+    batchNorm: bn ? "transductive" : "none",
+    init(seed: number): Params {
+      const rng = new Rng(seed);
+      const p: Params = {};
+      let cin = c0;
+      for (let l = 0; l < 4; l++) {
+        const bound = 1 / Math.sqrt(9 * cin);
+        p[`conv${l}/kernel`] = uniformTensor(rng, [3, 3, cin, filters], bound);
+        p[`conv${l}/bias`] = uniformTensor(rng, [filters], bound);
+        if (bn) {
+          p[`bn${l}/gamma`] = tf.ones([filters]);
+          p[`bn${l}/beta`] = tf.zeros([filters]);
+        }
+        cin = filters;
+      }
+      const bound = 1 / Math.sqrt(features);
+      p["dense/kernel"] = uniformTensor(rng, [features, opts.outputs], bound);
+      p["dense/bias"] = uniformTensor(rng, [opts.outputs], bound);
+      return p;
+    },
+    forward(params: Params, x: tf.Tensor): tf.Tensor {
+      let a = tf.reshape(x, [x.shape[0]!, h0, w0, c0]) as tf.Tensor4D;
+      for (let l = 0; l < 4; l++) {
+        const k = params[`conv${l}/kernel`] as tf.Tensor4D;
+        a = tf.add(tf.conv2d(a, k, mode === "maxpool" ? 1 : 2, "same"), params[`conv${l}/bias`]!) as tf.Tensor4D;
+        if (bn) a = batchNorm(a, params[`bn${l}/gamma`]!, params[`bn${l}/beta`]!, [0, 1, 2]) as tf.Tensor4D;
+        a = tf.relu(a);
+        if (mode === "maxpool") a = tf.maxPool(a, 2, 2, "valid");
+      }
+      const flat = mode === "maxpool" ? tf.reshape(a, [a.shape[0], features]) : tf.mean(a, [1, 2]);
+      return tf.add(tf.matMul(flat as tf.Tensor2D, params["dense/kernel"] as tf.Tensor2D), params["dense/bias"]!);
+    },
+  };
+}
+
+/** The MAML paper's sinusoid regressor: 1-40-40-1 with ReLU. */
+export const sinusoidMlp = (): Model => mlp({ sizes: [1, 40, 40, 1] });
+
+/** The MAML paper's Omniglot MLP: 784-256-128-64-64-N with batch norm and ReLU. */
+export const omniglotMlp = (ways: number, batchNorm = true): Model =>
+  mlp({ sizes: [784, 256, 128, 64, 64, ways], batchNorm, inputShape: [28, 28, 1] });

@@ -1,0 +1,153 @@
+// Omniglot N-way K-shot tasks in the two standard splits: Vinyals et al.'s (MAML, Reptile) and the authors'.
+import { Rng } from "../rng.js";
+import { imageSetFamily, validateImageSet, type ImageSet, type ImageSetFamily, type ImageSetSplits } from "./imageset.js";
+
+/** The two Omniglot sets as packed (see storage/datasets.ts `loadOmniglot`). */
+export interface OmniglotData {
+  background: ImageSet;
+  evaluation: ImageSet;
+}
+
+export type OmniglotSplit = "vinyals" | "background-evaluation";
+
+/** Seed of the fixed permutation of the 1623 pooled characters in the "vinyals" split. */
+export const VINYALS_SPLIT_SEED = 1;
+/** Characters of the "vinyals" split's training pool (train + optional validation); the rest are test. */
+export const VINYALS_TRAIN_CHARACTERS = 1200;
+/** With `validation: true`, the last this-many of the 1200 training characters become validation. */
+export const VINYALS_VAL_CHARACTERS = 100;
+/**
+ * With `validation: true`, the "background-evaluation" split holds these background alphabets out of
+ * training for validation: the last five in storage order (151 characters).
+ */
+export const BACKGROUND_VAL_ALPHABETS: readonly string[] = [
+  "Ojibwe_(Canadian_Aboriginal_Syllabics)",
+  "Sanskrit",
+  "Syriac_(Estrangelo)",
+  "Tagalog",
+  "Tifinagh",
+];
+
+export interface OmniglotOptions {
+  /** N: classes per task. Required (papers: 5 or 20). */
+  ways: number;
+  /** K: support images per class. Required (papers: 1 or 5). */
+  shots: number;
+  /** Query images per class; shots + queryShots ≤ 20. Required. */
+  queryShots: number;
+  /** Which split. Required. */
+  split: OmniglotSplit;
+  /**
+   * Hold out a validation split. Default false (train uses the whole training pool, val is empty).
+   * "vinyals": the last 100 of the 1200 training characters (MAML's choice: 1100 train / 100 val).
+   * "background-evaluation": the background alphabets in `BACKGROUND_VAL_ALPHABETS`.
+   */
+  validation?: boolean;
+  /** 90°/180°/270° rotations as extra classes. Default true for "vinyals", false otherwise. */
+  rotations?: boolean;
+}
+
+/** Concatenations of (background, evaluation), so repeated families share one 25 MB copy. */
+const pooledCache = new WeakMap<ImageSet, WeakMap<ImageSet, ImageSet>>();
+
+/** All 1623 characters in one set: background classes (in storage order) then evaluation classes. */
+export function poolOmniglot(data: OmniglotData): ImageSet {
+  const { background: bg, evaluation: ev } = data;
+  const hit = pooledCache.get(bg)?.get(ev);
+  if (hit) return hit;
+  validateImageSet(bg);
+  validateImageSet(ev);
+  if (bg.height !== ev.height || bg.width !== ev.width) {
+    throw new Error(`Omniglot sets differ in image size: ${bg.height}×${bg.width} vs ${ev.height}×${ev.width}`);
+  }
+  const images = new Uint8Array(bg.images.length + ev.images.length);
+  images.set(bg.images, 0);
+  images.set(ev.images, bg.images.length);
+  const shift = bg.images.length / (bg.height * bg.width);
+  const pooled: ImageSet = {
+    name: "omniglot",
+    height: bg.height,
+    width: bg.width,
+    images,
+    classes: [...bg.classes, ...ev.classes.map((c) => ({ ...c, firstImage: c.firstImage + shift }))],
+  };
+  let inner = pooledCache.get(bg);
+  if (!inner) pooledCache.set(bg, (inner = new WeakMap()));
+  inner.set(ev, pooled);
+  return pooled;
+}
+
+const range = (from: number, to: number): number[] => Array.from({ length: to - from }, (_, i) => from + i);
+
+/** The set and base class indices of a split, without building the family (for tests and tools). */
+export function omniglotSplits(
+  data: OmniglotData,
+  split: OmniglotSplit,
+  validation = false,
+): { set: ImageSet; splits: ImageSetSplits } {
+  if (split === "vinyals") {
+    const set = poolOmniglot(data);
+    if (set.classes.length <= VINYALS_TRAIN_CHARACTERS) {
+      throw new Error(
+        `Omniglot 'vinyals' split needs more than ${VINYALS_TRAIN_CHARACTERS} characters, the data has ${set.classes.length}`,
+      );
+    }
+    // A fixed permutation, the same on every machine: the split must never depend on the run seed.
+    const perm = new Rng(VINYALS_SPLIT_SEED).shuffle(range(0, set.classes.length));
+    const nTrain = validation ? VINYALS_TRAIN_CHARACTERS - VINYALS_VAL_CHARACTERS : VINYALS_TRAIN_CHARACTERS;
+    return {
+      set,
+      splits: {
+        train: perm.slice(0, nTrain),
+        val: validation ? perm.slice(nTrain, VINYALS_TRAIN_CHARACTERS) : [],
+        test: perm.slice(VINYALS_TRAIN_CHARACTERS),
+      },
+    };
+  }
+  if (split === "background-evaluation") {
+    const set = poolOmniglot(data);
+    const nBg = data.background.classes.length;
+    const bg = range(0, nBg);
+    const test = range(nBg, set.classes.length);
+    if (!validation) return { set, splits: { train: bg, val: [], test } };
+    const held = new Set(BACKGROUND_VAL_ALPHABETS);
+    const present = new Set(data.background.classes.map((c) => c.group));
+    const missing = BACKGROUND_VAL_ALPHABETS.filter((a) => !present.has(a));
+    if (missing.length > 0) {
+      throw new Error(
+        `Omniglot validation alphabets not found in the background set: ${missing.join(", ")}; ` +
+          `the classes need 'group' = alphabet name (as loadOmniglot gives), or use validation: false`,
+      );
+    }
+    return {
+      set,
+      splits: {
+        train: bg.filter((i) => !held.has(set.classes[i]!.group ?? "")),
+        val: bg.filter((i) => held.has(set.classes[i]!.group ?? "")),
+        test,
+      },
+    };
+  }
+  throw new Error(`unknown Omniglot split '${split as string}'; use "vinyals" or "background-evaluation"`);
+}
+
+/**
+ * Omniglot N-way K-shot classification, 28×28×1 inputs in [0, 1] (ink high), labels 0..ways−1.
+ *
+ * "vinyals" (MAML, Reptile): the 1623 characters pooled (background then evaluation, each in storage
+ * order) and permuted by `new Rng(VINYALS_SPLIT_SEED).shuffle`; the first 1200 are training, the
+ * other 423 test; with rotations each character gives 4 classes (4800 train / 1692 test).
+ * "background-evaluation" (Lake et al.): 964 background characters train, 659 evaluation test.
+ * See docs/datasets.md.
+ */
+export function omniglotFamily(data: OmniglotData, opts: OmniglotOptions): ImageSetFamily {
+  const { set, splits } = omniglotSplits(data, opts.split, opts.validation ?? false);
+  return imageSetFamily(set, {
+    name: `omniglot-${opts.split}`,
+    ways: opts.ways,
+    shots: opts.shots,
+    queryShots: opts.queryShots,
+    splits,
+    rotations: opts.rotations ?? opts.split === "vinyals",
+  });
+}
