@@ -15,7 +15,7 @@ export function toTensors(ex: Examples, kind: TaskKind, outputs: number): Exampl
   const n = ex.xShape[0]!;
   if (kind === "regression") return { x, y: tf.tensor(ex.y as Float32Array, [n, outputs], "float32") };
   const labels = tf.tensor1d(ex.y as Int32Array, "int32");
-  return { x, y: tf.oneHot(labels, outputs).toFloat(), labels };
+  return { x, y: tf.tidy(() => tf.cast(tf.oneHot(labels, outputs), "float32")), labels };
 }
 
 export function disposeExamples(e: ExampleTensors): void {
@@ -39,8 +39,18 @@ export function taskLosses(kind: TaskKind, outputs: tf.Tensor, targets: tf.Tenso
   const perExample =
     kind === "regression"
       ? tf.mean(tf.squaredDifference(outputs, targets), -1)
-      : tf.neg(tf.sum(tf.mul(targets, tf.logSoftmax(outputs)), -1));
+      : // Not tf.logSoftmax: it is a customGrad op whose second derivative tfjs silently drops
+        // (see meta/gradients.ts); log-sum-exp from plain ops differentiates twice correctly.
+        tf.neg(tf.sum(tf.mul(targets, logSoftmax(outputs)), -1));
   return tf.mean(perExample, -1);
+}
+
+/** log softmax over the last axis from plain ops: x − max − log Σ exp(x − max). */
+export function logSoftmax(x: tf.Tensor): tf.Tensor {
+  // Any shift gives the same value and derivatives; the max only keeps exp in range. Its
+  // gradient goes through an Equal mask, which meta/gradients.ts makes twice-differentiable.
+  const shifted = tf.sub(x, tf.max(x, -1, true));
+  return tf.sub(shifted, tf.log(tf.sum(tf.exp(shifted), -1, true)));
 }
 
 /** Fraction of correct argmax predictions (per task when batched: returns [T]). */

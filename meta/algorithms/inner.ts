@@ -5,6 +5,7 @@ import type { Model } from "../models.js";
 import { names, type Params } from "../params.js";
 import { accuracy, disposeExamples, taskLoss, taskLosses, toTensors, type ExampleTensors } from "../losses.js";
 import type { Examples, Task, TaskKind } from "../tasks/types.js";
+import { registerHigherOrderGradients } from "../gradients.js";
 import type { AlgorithmName, MetaAlgorithm, ShardHooks, ShardResult, TaskMetrics } from "./types.js";
 
 export interface InnerLoopOptions {
@@ -180,6 +181,8 @@ function runGroup(
 export function createAlgorithm(o: InnerLoopOptions): MetaAlgorithm {
   if (!Number.isInteger(o.innerSteps) || o.innerSteps < 1) throw new RangeError(`innerSteps must be an integer ≥ 1, got ${o.innerSteps}`);
   if (!(o.innerLr > 0)) throw new RangeError(`innerLr must be > 0, got ${o.innerLr}`);
+  // Second-order MAML through conv, pooling and softmax needs gradients tfjs lacks (idempotent).
+  registerHigherOrderGradients();
   const batched = (o.batchTasks ?? false) && o.model.forwardBatched !== undefined;
   if (o.batchTasks && !batched) throw new Error(`model ${o.model.name} has no task-batched forward; set batchTasks to false`);
   return {

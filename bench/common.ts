@@ -1,0 +1,57 @@
+// Shared benchmark plumbing: backend from the command line or environment, machine description,
+// medians, progress lines and a JSON record of every result under bench/results/.
+import { mkdirSync, writeFileSync } from "node:fs";
+import { cpus, totalmem } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { selectBackend, describeBackend, type BackendChoice, type BackendPreference } from "../meta/backend.js";
+
+export const RESULTS_DIR = join(dirname(fileURLToPath(import.meta.url)), "results");
+
+/** `--name value` or `--name=value` from argv, else the default. */
+export function arg(name: string, def: string): string {
+  const argv = process.argv.slice(2);
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === `--${name}`) return argv[i + 1] ?? def;
+    if (a.startsWith(`--${name}=`)) return a.slice(name.length + 3);
+  }
+  return def;
+}
+export const numArg = (name: string, def: number): number => Number(arg(name, String(def)));
+
+export async function setupBackend(): Promise<BackendChoice> {
+  const choice = await selectBackend(arg("backend", "auto") as BackendPreference, process.env);
+  log(describeBackend(choice));
+  return choice;
+}
+
+export function machine(): Record<string, string | number> {
+  const c = cpus();
+  return {
+    cpu: c[0]?.model ?? "unknown",
+    cores: c.length,
+    memoryGiB: Math.round(totalmem() / 2 ** 30),
+    node: process.version,
+    date: new Date().toISOString().slice(0, 10),
+  };
+}
+
+export function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+export function log(msg: string): void {
+  process.stderr.write(`[${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
+}
+
+/** Write one result record as bench/results/<name>.json and echo it. */
+export function record(name: string, data: unknown): void {
+  mkdirSync(RESULTS_DIR, { recursive: true });
+  const file = join(RESULTS_DIR, `${name}.json`);
+  writeFileSync(file, JSON.stringify(data, null, 2) + "\n");
+  log(`wrote ${file}`);
+  console.log(JSON.stringify(data, null, 2));
+}
