@@ -3,7 +3,7 @@
 import * as tf from "@tensorflow/tfjs";
 import type { Model } from "./models.js";
 import { names, type Params } from "./params.js";
-import { accuracy, disposeExamples, taskLoss, taskLosses, toTensors } from "./losses.js";
+import { accuracy, disposeExamples, stackExamples, taskLoss, taskLosses, toTensors, type ExampleTensors } from "./losses.js";
 import type { TaskFamily, TaskSplit } from "./tasks/types.js";
 
 /** Mean and half-width of its 95% confidence interval (normal approximation, 1.96·s/√n). */
@@ -33,6 +33,12 @@ export interface EvaluateOptions {
   seed: number;
   /** Default `test`. */
   split?: TaskSplit;
+  /**
+   * Tasks fine-tuned at once over a task axis, when the model has a batched forward (MLPs).
+   * Each task still gets its own copy of the parameters and its own batch-norm statistics, so
+   * results equal one-by-one evaluation up to float rounding. Default 50; 1 disables batching.
+   */
+  batch?: number;
   /** Called after each task with the count done (progress). */
   onTask?: (done: number, total: number) => void;
 }
@@ -55,25 +61,36 @@ export async function evaluate(model: Model, family: TaskFamily, params: Params,
   const accs = new Map<number, number[]>(stepsWanted.map((s) => [s, []]));
   const keys = names(params);
   const cls = family.kind === "classification";
-  for (let i = 0; i < total; i++) {
-    const task = family.task(o.seed, split, 0, i);
-    const s = toTensors(task.support, family.kind, model.outputs);
-    const q = toTensors(task.query, family.kind, model.outputs);
+  const batch = model.forwardBatched ? Math.max(1, o.batch ?? 50) : 1;
+  for (let start = 0; start < total; start += batch) {
+    const count = Math.min(batch, total - start);
+    const tasks = Array.from({ length: count }, (_, j) => family.task(o.seed, split, 0, start + j));
+    const batched = batch > 1;
+    const toT = (which: "support" | "query"): ExampleTensors =>
+      batched ? stackExamples(tasks.map((t) => t[which]), family.kind, model.outputs) : toTensors(tasks[0]![which], family.kind, model.outputs);
+    const s = toT("support");
+    const q = toT("query");
+    const forward = (p: Params, x: tf.Tensor) => (batched ? model.forwardBatched!(p, x) : model.forward(p, x));
     try {
       tf.tidy(() => {
-        let phi = params;
+        let phi: Params = params;
+        if (batched) {
+          phi = {};
+          for (const k of keys) phi[k] = tf.tile(tf.expandDims(params[k]!, 0), [count, ...params[k]!.shape.map(() => 1)]);
+        }
         for (let step = 0; step <= maxSteps; step++) {
           if (losses.has(step)) {
-            const out = model.forward(phi, q.x);
-            losses.get(step)!.push(taskLosses(family.kind, out, q.y).dataSync()[0]!);
-            if (cls) accs.get(step)!.push(accuracy(out, q.labels!).dataSync()[0]!);
+            const out = forward(phi, q.x);
+            losses.get(step)!.push(...taskLosses(family.kind, out, q.y).dataSync());
+            if (cls) accs.get(step)!.push(...accuracy(out, q.labels!).dataSync());
           }
           if (step === maxSteps) break;
           const cur = phi;
+          // The loss sums per-task means, so each task's gradient is its own.
           const g = tf.grads((...v: tf.Tensor[]) => {
             const p: Params = {};
             keys.forEach((k, j) => (p[k] = v[j]!));
-            return taskLoss(family.kind, model.forward(p, s.x), s.y);
+            return taskLoss(family.kind, forward(p, s.x), s.y);
           })(keys.map((k) => cur[k]!));
           const next: Params = {};
           keys.forEach((k, j) => (next[k] = tf.sub(cur[k]!, tf.mul(g[j]!, o.innerLr))));
@@ -84,9 +101,9 @@ export async function evaluate(model: Model, family: TaskFamily, params: Params,
       disposeExamples(s);
       disposeExamples(q);
     }
-    o.onTask?.(i + 1, total);
-    // Let timers and I/O run between tasks on long evaluations.
-    if (i % 50 === 49) await new Promise((r) => setTimeout(r, 0));
+    o.onTask?.(start + count, total);
+    // Let timers and I/O run between chunks on long evaluations.
+    await new Promise((r) => setTimeout(r, 0));
   }
   return {
     family: family.name,

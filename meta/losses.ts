@@ -6,8 +6,8 @@ import type { Examples, TaskKind } from "./tasks/types.js";
 export interface ExampleTensors {
   x: tf.Tensor;
   y: tf.Tensor;
-  /** Class indices (classification only), for accuracy. */
-  labels?: tf.Tensor1D;
+  /** Class indices (classification only), for accuracy: [n], or [T, n] when stacked. */
+  labels?: tf.Tensor;
 }
 
 export function toTensors(ex: Examples, kind: TaskKind, outputs: number): ExampleTensors {
@@ -16,6 +16,15 @@ export function toTensors(ex: Examples, kind: TaskKind, outputs: number): Exampl
   if (kind === "regression") return { x, y: tf.tensor(ex.y as Float32Array, [n, outputs], "float32") };
   const labels = tf.tensor1d(ex.y as Int32Array, "int32");
   return { x, y: tf.tidy(() => tf.cast(tf.oneHot(labels, outputs), "float32")), labels };
+}
+
+/** Several tasks' examples stacked along a new leading task axis (all must have equal shapes). */
+export function stackExamples(parts: readonly Examples[], kind: TaskKind, outputs: number): ExampleTensors {
+  const one = parts.map((e) => toTensors(e, kind, outputs));
+  const out: ExampleTensors = { x: tf.stack(one.map((e) => e.x)), y: tf.stack(one.map((e) => e.y)) };
+  if (kind === "classification") out.labels = tf.stack(one.map((e) => e.labels!));
+  one.forEach(disposeExamples);
+  return out;
 }
 
 export function disposeExamples(e: ExampleTensors): void {

@@ -262,4 +262,4 @@ fi
 printf '%s\n' "$WANT_STAMP" >"$STAMP"
 log "$out"
 log "done: native backend 'tensorflow' ready (TensorFlow $TF_WHEEL_VERSION C library from the $TF_WHEEL_PACKAGE wheel)."
-log "note: 'npm ci' / 'npm install' remove @tensorflow/tfjs-node again (it is not in package.json); re-run 'npm run setup:native' (cached, seconds)."
+log "note: 'npm ci' / 'npm install' remove @tensorflow/tfjs-node again; re-run 'npm run setup:native' (cached, seconds)."

@@ -3,8 +3,8 @@
 import * as tf from "@tensorflow/tfjs";
 import type { Model } from "../models.js";
 import { names, type Params } from "../params.js";
-import { accuracy, disposeExamples, taskLoss, taskLosses, toTensors, type ExampleTensors } from "../losses.js";
-import type { Examples, Task, TaskKind } from "../tasks/types.js";
+import { accuracy, disposeExamples, stackExamples, taskLoss, taskLosses, toTensors, type ExampleTensors } from "../losses.js";
+import type { Task, TaskKind } from "../tasks/types.js";
 import { registerHigherOrderGradients } from "../gradients.js";
 import type { AlgorithmName, MetaAlgorithm, ShardHooks, ShardResult, TaskMetrics } from "./types.js";
 
@@ -50,14 +50,6 @@ interface Group {
   reduce: (p: Params) => Params;
 }
 
-function stack(parts: Examples[], kind: TaskKind, outputs: number): ExampleTensors {
-  const one = parts.map((e) => toTensors(e, kind, outputs));
-  const out: ExampleTensors = { x: tf.stack(one.map((e) => e.x)), y: tf.stack(one.map((e) => e.y)) };
-  if (kind === "classification") out.labels = tf.stack(one.map((e) => e.labels!)) as tf.Tensor1D;
-  one.forEach(disposeExamples);
-  return out;
-}
-
 function singleGroup(task: Task, o: InnerLoopOptions): Group {
   return {
     count: 1,
@@ -74,8 +66,8 @@ function batchedGroup(tasks: readonly Task[], o: InnerLoopOptions): Group {
   const fwd = o.model.forwardBatched!.bind(o.model);
   return {
     count: T,
-    support: stack(tasks.map((t) => t.support), o.kind, o.model.outputs),
-    query: stack(tasks.map((t) => t.query), o.kind, o.model.outputs),
+    support: stackExamples(tasks.map((t) => t.support), o.kind, o.model.outputs),
+    query: stackExamples(tasks.map((t) => t.query), o.kind, o.model.outputs),
     expand: (theta) => {
       const p: Params = {};
       for (const k of names(theta)) {
