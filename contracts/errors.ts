@@ -1,0 +1,24 @@
+// Error type names carried in Temporal ApplicationFailures; `nonRetryable` ones fail the run at once.
+export const ErrorTypes = {
+  /** The run config does not validate; the message says what to fix. */
+  InvalidRunConfig: "InvalidRunConfig",
+  /** A stored blob failed its checksum: retrying cannot help. */
+  BlobCorrupt: "BlobCorrupt",
+  /** A referenced blob does not exist (a wrong checkpoint URI, or storage was wiped). */
+  BlobNotFound: "BlobNotFound",
+  /** Training produced NaN or ±Inf; lower the learning rates. The last good checkpoint is kept. */
+  NonFiniteLoss: "NonFiniteLoss",
+  /** Storage refused our credentials or the bucket is missing. */
+  StoreAccessDenied: "StoreAccessDenied",
+  /** Too few shards finished before the deadline (failure policy). */
+  TooFewShards: "TooFewShards",
+} as const;
+
+/** Failures that retrying never fixes: activities mark these non-retryable. */
+export const NON_RETRYABLE_ERROR_TYPES: string[] = [
+  ErrorTypes.InvalidRunConfig,
+  ErrorTypes.BlobCorrupt,
+  ErrorTypes.BlobNotFound,
+  ErrorTypes.NonFiniteLoss,
+  ErrorTypes.StoreAccessDenied,
+];
