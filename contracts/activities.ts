@@ -98,3 +98,70 @@ export interface LoadCheckpointInput {
   /** A manifest key, or a run's `latest` pointer key, in the worker's store. */
   key: string;
 }
+
+/**
+ * Every activity of a run, as the workflow sees them (`proxyActivities<MetaTrainingActivities>`).
+ * `activities/` implements this interface; the workflow imports only this type.
+ */
+export interface MetaTrainingActivities {
+  /** Coordinator: write the initial parameters and optimizer state; idempotent (content-addressed). */
+  initRun(input: InitRunInput): Promise<StateKeys>;
+  /** GPU: the inner loops of one shard; writes one blob under a key fixed by (run, iteration, shard). */
+  runShard(input: RunShardInput): Promise<RunShardOutput>;
+  /** Coordinator: sum shard blobs in order, apply the outer optimizer, write new state. */
+  outerStep(input: OuterStepInput): Promise<StateKeys>;
+  /** Coordinator: write a checkpoint manifest, then the run's `latest` pointer. */
+  writeCheckpoint(input: WriteCheckpointInput): Promise<WriteCheckpointOutput>;
+  /** GPU: evaluate parameters on held-out tasks. */
+  evaluate(input: EvaluateInput): Promise<EvaluationSummary>;
+  /** Coordinator: read and validate a checkpoint manifest (for resume-from-checkpoint). */
+  loadCheckpoint(input: LoadCheckpointInput): Promise<CheckpointManifest>;
+}
+
+/** Workflow input. `resumeFrom` starts from a stored checkpoint; `state` carries continue-as-new. */
+export interface MetaTrainingInput {
+  runId: string;
+  /** Raw config (validated by the workflow at entry: InvalidRunConfig if bad). */
+  config: unknown;
+  /** Key of a checkpoint manifest to start from (its iteration, parameters, optimizer state). */
+  resumeFrom?: string;
+  /** Internal: small JSON state handed over by continue-as-new. */
+  state?: MetaTrainingState;
+}
+
+export interface MetaTrainingState {
+  iteration: number;
+  paramsKey: string;
+  optimKey: string;
+  metaLr: number;
+  paused: boolean;
+  latest?: TaskMetricsSummary;
+  evaluation?: EvaluationSummary;
+  lastCheckpointKey?: string;
+}
+
+/** The `progress` query's answer. */
+export interface RunProgress {
+  runId: string;
+  iteration: number;
+  iterations: number;
+  paused: boolean;
+  cancelling: boolean;
+  metaLr: number;
+  latest?: TaskMetricsSummary;
+  evaluation?: EvaluationSummary;
+  lastCheckpointKey?: string;
+  paramsKey: string;
+}
+
+/** Final result of a run's workflow. */
+export interface MetaTrainingResult {
+  runId: string;
+  iteration: number;
+  paramsKey: string;
+  optimKey: string;
+  lastCheckpointKey: string;
+  cancelled: boolean;
+  latest?: TaskMetricsSummary;
+  evaluation?: EvaluationSummary;
+}
