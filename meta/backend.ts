@@ -56,6 +56,9 @@ export async function selectBackend(
     throw new Error(`METATRAIN_BACKEND='${override}' is not one of ${BACKEND_PREFERENCES.join(", ")}`);
   }
   const requested = (override || preference) as BackendPreference;
+  // PROD only silences tfjs's own console advice (e.g. "install our node backend"): metatrain
+  // reports its backend choice itself (describeBackend), and a worker's logs stay one line per event.
+  tf.enableProdMode();
   const candidates = requested === "auto" ? ORDER : [requested];
   const skipped: BackendChoice["skipped"] = [];
   for (const c of candidates) {
