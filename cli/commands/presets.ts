@@ -1,0 +1,23 @@
+// `metatrain presets`: the named configurations, with their sources and resolved settings.
+import type { Command } from "commander";
+import { PRESETS } from "../../contracts/presets.js";
+import { parseRunConfig } from "../../contracts/config.js";
+
+export function registerPresets(program: Command): void {
+  program
+    .command("presets")
+    .description("list the presets (paper hyperparameters) with their configs")
+    .option("--json", "machine-readable output: [{name, description, source, config}]")
+    .action((opts: { json?: boolean }) => {
+      if (opts.json) {
+        const out = PRESETS.map((p) => ({ name: p.name, description: p.description, source: p.source, config: parseRunConfig(p.config) }));
+        process.stdout.write(JSON.stringify(out, null, 2) + "\n");
+        return;
+      }
+      for (const p of PRESETS) {
+        const c = parseRunConfig(p.config);
+        process.stdout.write(`${p.name}\n  ${p.description}\n  source: ${p.source}\n`);
+        process.stdout.write(`  ${c.algorithm}, ${c.model.kind}, k=${c.innerSteps} α=${c.innerLr}, meta-batch ${c.metaBatchSize} (shards of ${c.shardSize}), meta lr ${c.metaLr}, ${c.iterations} iterations\n\n`);
+      }
+    });
+}

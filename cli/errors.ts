@@ -1,0 +1,54 @@
+// CLI errors: one clear line for the user, an exit code, and never a stack trace.
+export class CliError extends Error {
+  override readonly name = "CliError";
+  constructor(
+    message: string,
+    /** Process exit code: 2 bad input, 3 service unreachable, 4 not found, 1 anything else. */
+    readonly exitCode = 1,
+    readonly suggestion?: string,
+  ) {
+    super(message);
+  }
+}
+
+export const ExitCodes = { failure: 1, badInput: 2, unreachable: 3, notFound: 4 } as const;
+
+/** Levenshtein distance, for "did you mean" suggestions. */
+export function editDistance(a: string, b: string): number {
+  const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...Array<number>(b.length).fill(0)]);
+  for (let j = 1; j <= b.length; j++) d[0]![j] = j;
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+  }
+  return d[a.length]![b.length]!;
+}
+
+/** The candidate nearest to `name`, if reasonably near. */
+export function nearest(name: string, candidates: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestD = Infinity;
+  for (const c of candidates) {
+    const dist = editDistance(name.toLowerCase(), c.toLowerCase());
+    if (dist < bestD) {
+      bestD = dist;
+      best = c;
+    }
+  }
+  return best !== undefined && bestD <= Math.max(2, Math.floor(name.length / 2)) ? best : undefined;
+}
+
+/** Print an error as the user should see it, and return its exit code. */
+export function report(e: unknown, write: (s: string) => void = (s) => process.stderr.write(s)): number {
+  if (e instanceof CliError) {
+    write(`metatrain: ${e.message}\n`);
+    if (e.suggestion) write(`  ${e.suggestion}\n`);
+    return e.exitCode;
+  }
+  const msg = e instanceof Error ? e.message : String(e);
+  write(`metatrain: ${msg.split("\n")[0]}\n`);
+  if (process.env.METATRAIN_DEBUG) write(`${(e as Error)?.stack ?? ""}\n`);
+  else write("  (set METATRAIN_DEBUG=1 for details)\n");
+  return ExitCodes.failure;
+}
