@@ -10,7 +10,7 @@ import { parseRunConfig, type RunConfig } from "../contracts/config.js";
 import type { TaskMetrics } from "../meta/algorithms/types.js";
 import { evaluate as evaluateParams } from "../meta/evaluate.js";
 import { deserializeState, reptileStepSize, serializeState, type OuterState } from "../meta/optimizers.js";
-import { allFinite, CorruptBlobError, deserializeParams, dispose, serializeParams, sumInOrder, type Params } from "../meta/params.js";
+import { allFinite, CorruptBlobError, decodeArrays, deserializeParams, dispose, serializeParams, sumInOrder, type Params } from "../meta/params.js";
 import { deriveSeed, Stream } from "../meta/rng.js";
 import { initialParams, meanOf, outerOptimizer } from "../meta/trainer.js";
 import { BlobCorrupt, BlobNotFound, type BlobStore } from "../storage/blobstore.js";
@@ -45,6 +45,21 @@ export interface ActivityDeps {
   heartbeatIntervalMs?: number;
   /** Clock for manifest timestamps. Default `new Date()`. */
   now?: () => Date;
+  /**
+   * Benchmarks only: sleep this many ms per task after its real work (heartbeating and honouring
+   * cancellation), to stand in for GPU compute when measuring orchestration scaling. Default 0.
+   */
+  simulatedTaskMs?: number;
+}
+
+/** Sleep `ms` in slices of at most 1 s, heartbeating and stopping at once on cancellation. */
+async function simulateCompute(ms: number, ctx: ActivityContext, beat: (d: Record<string, unknown>) => void): Promise<void> {
+  const end = performance.now() + ms;
+  while (performance.now() < end) {
+    if (ctx.signal.aborted) throw cancellation(ctx.signal);
+    await new Promise((r) => setTimeout(r, Math.min(1000, end - performance.now())));
+    beat({ simulated: true });
+  }
 }
 
 /** The Temporal activity context, adapted to the port. */
@@ -94,6 +109,7 @@ export function createActivities(deps: ActivityDeps): MetaTrainingActivities {
   const backendName = deps.backendName ?? (() => tf.getBackend());
   const heartbeatIntervalMs = deps.heartbeatIntervalMs ?? 1000;
   const now = deps.now ?? (() => new Date());
+  const simulatedTaskMs = deps.simulatedTaskMs ?? 0;
   const builds = new BuildCache();
 
   /** Decode a tensor blob; a bad checksum or layout becomes BlobCorrupt naming the key. */
@@ -188,6 +204,7 @@ export function createActivities(deps: ActivityDeps): MetaTrainingActivities {
       // Task content is a pure function of (seed, iteration, index): a retry recomputes the same shard.
       const tasks = Array.from({ length: taskEnd - taskStart }, (_, j) => family.task(config.seed, "train", iteration, taskStart + j));
       let lastBeat = -Infinity;
+      let simulatedDone = 0;
       const beat = (details: Record<string, unknown>) => {
         ctx.heartbeat({ iteration, shardIndex, ...details });
         lastBeat = performance.now();
@@ -199,6 +216,8 @@ export function createActivities(deps: ActivityDeps): MetaTrainingActivities {
           if (performance.now() - lastBeat >= heartbeatIntervalMs) beat({ task: taskStart + taskOffset, step });
         },
         afterTask: async (done) => {
+          if (simulatedTaskMs > 0) await simulateCompute((done - simulatedDone) * simulatedTaskMs, ctx, beat);
+          simulatedDone = done;
           beat({ tasksDone: done });
           // Let queued heartbeats go out and a cancellation request come in between tasks.
           await yieldToEventLoop();
@@ -307,7 +326,20 @@ export function createActivities(deps: ActivityDeps): MetaTrainingActivities {
     if (typeof doc.metaLr !== "number") bad.push("metaLr");
     if (!isObject(doc.metrics)) bad.push("metrics");
     if (bad.length) throw blobMismatch(manifestKey, `is a checkpoint manifest with missing or invalid fields: ${bad.join(", ")}`);
+    // Read the blobs the checkpoint names, whatever the workers' caches hold: a resume from a
+    // damaged checkpoint must fail here, at once, rather than train on from cached tensors.
+    for (const k of [doc.paramsKey as string, doc.optimKey as string]) await verifyStateBlob(k);
     return { ...(doc as unknown as CheckpointManifest), config: parseRunConfig(doc.config) };
+  }
+
+  /** A content-addressed state blob: the store's checksum, the tensor format's CRC, the address. */
+  async function verifyStateBlob(key: string): Promise<void> {
+    const bytes = await store.get(key);
+    decodeArrays(bytes);
+    const sha = /\/([0-9a-f]{64})\.mtt$/.exec(key)?.[1];
+    if (sha !== undefined && contentAddress(bytes) !== sha) {
+      throw blobMismatch(key, "does not hash to the content address in its key");
+    }
   }
 
   async function evaluate(input: EvaluateInput): Promise<EvaluationSummary> {

@@ -33,7 +33,8 @@ Environment:
   METATRAIN_GPU_CONCURRENCY        shard activities run at once per gpu worker, default 1
   METATRAIN_WORKFLOW_BUNDLE        prebuilt workflow bundle (bundleWorkflowCode); default: bundle workflows/index.ts at startup
   METATRAIN_SHUTDOWN_GRACE_SECONDS how long in-flight activities may finish after SIGTERM before they are cancelled, default 25
-  METATRAIN_LOG_LEVEL              Temporal SDK log level: TRACE, DEBUG, INFO (default), WARN, ERROR`;
+  METATRAIN_LOG_LEVEL              Temporal SDK log level: TRACE, DEBUG, INFO (default), WARN, ERROR
+  METATRAIN_SIMULATED_TASK_MS      benchmarks only: sleep this long per task after its real work, default 0`;
 
 /** A flag or environment variable that is missing or wrong; the message says what to set. */
 export class WorkerConfigError extends Error {
@@ -54,6 +55,8 @@ export interface WorkerConfig {
   workflowBundlePath: string | undefined;
   shutdownGraceSeconds: number;
   logLevel: LogLevel;
+  /** Benchmarks only: METATRAIN_SIMULATED_TASK_MS, a fixed delay per task standing in for compute. */
+  simulatedTaskMs: number;
 }
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -137,6 +140,7 @@ export function parseWorkerConfig(argv: readonly string[], env: Env): WorkerConf
     gpuConcurrency: positiveInt(env, "METATRAIN_GPU_CONCURRENCY", 1, 1),
     workflowBundlePath,
     shutdownGraceSeconds: positiveInt(env, "METATRAIN_SHUTDOWN_GRACE_SECONDS", 25, 0),
+    simulatedTaskMs: positiveInt(env, "METATRAIN_SIMULATED_TASK_MS", 0, 0),
     logLevel: logLevel as LogLevel,
   };
 }
@@ -218,7 +222,13 @@ export async function main(argv: readonly string[], env: Env): Promise<number> {
   }
   say(`connected to Temporal at ${cfg.address} namespace=${cfg.namespace} tls=${cfg.security} store=${store.describe()}`);
 
-  const acts = createActivities({ store, log: activityLog, backendName: () => backend.backend });
+  const acts = createActivities({
+    store,
+    log: activityLog,
+    backendName: () => backend.backend,
+    // Benchmarks only (bench/orchestration.ts): a fixed delay per task standing in for GPU compute.
+    simulatedTaskMs: cfg.simulatedTaskMs,
+  });
   const common = { connection, namespace: cfg.namespace, shutdownGraceTime: `${cfg.shutdownGraceSeconds}s` } satisfies Partial<WorkerOptions>;
   const workers: Worker[] = [];
   const queues: string[] = [];

@@ -1,0 +1,931 @@
+// The meta-training workflow end to end on real services: a Temporal dev server, an rclone S3
+// server, two `gpu` worker processes and a `coordinator` process. Runs must match the in-process
+// LocalMetaTrainer bit for bit — also after a worker, the coordinator or the server is killed.
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { createHash } from "node:crypto";
+import { Client, Connection, WorkflowFailedError, WorkflowUpdateFailedError, type WorkflowHandle } from "@temporalio/client";
+import { Context } from "@temporalio/activity";
+import { ApplicationFailure } from "@temporalio/common";
+import { DefaultLogger, NativeConnection, Runtime, Worker, bundleWorkflowCode, type WorkflowBundleWithSourceMap } from "@temporalio/worker";
+import type { CheckpointManifest, MetaTrainingActivities, MetaTrainingInput, MetaTrainingResult, OuterStepInput, RunProgress, RunShardInput, RunShardOutput } from "../../contracts/activities.js";
+import { parseRunConfig, type RunConfig, type RunConfigInput } from "../../contracts/config.js";
+import { ErrorTypes } from "../../contracts/errors.js";
+import { TASK_QUEUES } from "../../contracts/queues.js";
+import {
+  MAX_CONCURRENT_SHARDS,
+  aggregateRound,
+  cancelSignal,
+  metaLrProblem,
+  metaTrainingWorkflow,
+  pauseSignal,
+  progressQuery,
+  requiredShards,
+  resumeIncompatibilities,
+  resumeSignal,
+  setMetaLrUpdate,
+  type ShardOutcome,
+} from "../../workflows/meta-training.js";
+import { openStore, type BlobStore } from "../../storage/blobstore.js";
+import { checkpointManifestKey, checkpointsPrefix, latestCheckpointKey, parseCheckpointManifestKey } from "../../storage/keys.js";
+import { deserializeParams, dispose } from "../../meta/params.js";
+import { sinusoidMlp } from "../../meta/models.js";
+import { sinusoidFamily } from "../../meta/tasks/sinusoid.js";
+import { LocalMetaTrainer } from "../../meta/trainer.js";
+import { useCpu } from "../helpers/tf.js";
+import { skipUnlessS3Server, startS3Server, type S3TestServer } from "../harness/s3-server.js";
+import { skipUnlessTemporal, startTemporalServer, type TemporalTestServer } from "../harness/temporal.js";
+import { REPO_ROOT, WorkerPool, type WorkerProcess } from "../harness/workers.js";
+
+const MINUTE = 60_000;
+
+// ---- the workflow's pure parts (no services needed) ------------------------------------------------
+
+describe("workflow round logic", () => {
+  test("requiredShards: every shard at fraction 1, a rounded-up share below, never 0", () => {
+    assert.equal(requiredShards(4, 1), 4);
+    assert.equal(requiredShards(4, 0.5), 2);
+    assert.equal(requiredShards(3, 0.5), 2); // 1.5 → 2
+    assert.equal(requiredShards(10, 0.3), 3); // 0.3 × 10 is 3.0000000000000004 in floats: still 3
+    assert.equal(requiredShards(5, 0.01), 1);
+  });
+
+  test("aggregateRound keeps shard order whatever order results came in, and weights metrics by tasks", () => {
+    const out = (i: number, tasks: number, preLoss: number) => ({
+      resultKey: `k${i}`,
+      metrics: { tasks, preLoss, postLoss: preLoss / 2 },
+      backend: "cpu",
+      seconds: 0,
+    });
+    const outcomes: ShardOutcome[] = [
+      { index: 2, taskStart: 4, taskEnd: 5, output: out(2, 1, 4) },
+      { index: 0, taskStart: 0, taskEnd: 2, output: out(0, 2, 1) },
+      { index: 1, taskStart: 2, taskEnd: 4 }, // dropped (failed or past the deadline)
+    ];
+    const agg = aggregateRound(outcomes);
+    assert.deepEqual(agg.shardKeys, ["k0", "k2"]);
+    assert.equal(agg.taskCount, 3);
+    assert.deepEqual(agg.dropped, [1]);
+    // (2 tasks × 1 + 1 task × 4) / 3 tasks = 2; postLoss is half of that.
+    assert.equal(agg.metrics.preLoss, 2);
+    assert.equal(agg.metrics.postLoss, 1);
+    assert.equal(agg.metrics.tasks, 3);
+    assert.equal(agg.metrics.preAccuracy, undefined);
+  });
+
+  test("metaLrProblem accepts (0, 10] and says what is wrong otherwise", () => {
+    assert.equal(metaLrProblem(0.001), undefined);
+    assert.equal(metaLrProblem(10), undefined);
+    assert.match(metaLrProblem(0)!, /must be > 0, got 0/);
+    assert.match(metaLrProblem(-1)!, /must be > 0/);
+    assert.match(metaLrProblem(10.5)!, /must be ≤ 10, got 10\.5/);
+    assert.match(metaLrProblem(Number.NaN)!, /finite number, got NaN/);
+    assert.match(metaLrProblem(null)!, /finite number, got null/);
+    assert.match(metaLrProblem("0.1")!, /finite number/);
+  });
+
+  test("resumeIncompatibilities names the fields a checkpoint ties down", () => {
+    const ckpt = parseRunConfig({ algorithm: "maml", iterations: 100 });
+    assert.deepEqual(resumeIncompatibilities(ckpt, parseRunConfig({ algorithm: "fomaml", iterations: 200, seed: 9 }), 50), []);
+    const bad = resumeIncompatibilities(ckpt, parseRunConfig({ algorithm: "reptile", iterations: 40 }), 50);
+    assert.equal(bad.length, 2);
+    assert.match(bad[0]!, /^algorithm: /);
+    assert.match(bad[1]!, /^iterations: .*set iterations ≥ 50/);
+  });
+});
+
+// ---- shared: one quiet SDK runtime and one workflow bundle for the in-process Workers ------------------
+
+let runtimeInstalled = false;
+/** Keep the SDK's INFO lines (in-process Workers) out of the test output; once per process. */
+function quietRuntime(): void {
+  if (runtimeInstalled) return;
+  runtimeInstalled = true;
+  Runtime.install({ logger: new DefaultLogger("ERROR") });
+}
+
+let bundle: Promise<WorkflowBundleWithSourceMap> | undefined;
+/** workflows/index.ts bundled once, as a coordinator bundles it. */
+const workflowBundle = (): Promise<WorkflowBundleWithSourceMap> =>
+  (bundle ??= bundleWorkflowCode({ workflowsPath: join(REPO_ROOT, "workflows", "index.ts"), logger: new DefaultLogger("WARN") }));
+
+// ---- the workflow's logic with stand-in activities (Temporal only) -------------------------------------
+
+const sleepMs = (ms: number) => new Promise((r) => setTimeout(r, ms));
+async function waitUntil(pred: () => boolean, what: string, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!pred()) {
+    if (Date.now() > deadline) assert.fail(`${what}: not within ${timeoutMs} ms`);
+    await sleepMs(100);
+  }
+}
+
+describe("workflow logic on Temporal with stand-in activities", {
+  skip: process.env.TEMPORAL_ADDRESS ? "TEMPORAL_ADDRESS is set: stand-in workers would compete with real ones on that server" : skipUnlessTemporal(),
+}, () => {
+  let temporal: TemporalTestServer;
+  let nativeConnection: NativeConnection;
+  let connection: Connection;
+  let client: Client;
+  let workers: Worker[] = [];
+  let running: Promise<unknown>;
+  /** Per-test behaviour of the stand-in shard activity; undefined: succeed after a few ms. */
+  let shardBehaviour: ((input: RunShardInput) => Promise<RunShardOutput> | undefined) | undefined;
+  let manifestToLoad: CheckpointManifest | undefined;
+  const outerSteps: OuterStepInput[] = [];
+  let inFlight = 0;
+  let maxInFlight = 0;
+
+  const okShard = (input: RunShardInput): RunShardOutput => ({
+    resultKey: `r/${input.iteration}/${input.shardIndex}`,
+    metrics: { tasks: input.taskEnd - input.taskStart, preLoss: 1, postLoss: 0.5 },
+    backend: "stand-in",
+    seconds: 0,
+  });
+  const activities: MetaTrainingActivities = {
+    initRun: async () => ({ paramsKey: "p/0", optimKey: "o/0" }),
+    runShard: async (input) => {
+      inFlight++;
+      maxInFlight = Math.max(maxInFlight, inFlight);
+      try {
+        const custom = shardBehaviour?.(input);
+        if (custom) return await custom;
+        await sleepMs(1);
+        return okShard(input);
+      } finally {
+        inFlight--;
+      }
+    },
+    outerStep: async (input) => {
+      outerSteps.push(input);
+      return { paramsKey: `p/${input.iteration + 1}`, optimKey: `o/${input.iteration + 1}` };
+    },
+    writeCheckpoint: async ({ manifest }) => ({ manifestKey: `m/${manifest.iteration}` }),
+    evaluate: async (input) => ({ iteration: input.iteration, steps: 0, loss: { mean: 0, ci95: 0, n: 1 }, batchNorm: "none" }),
+    loadCheckpoint: async ({ key }) => {
+      if (!manifestToLoad) throw ApplicationFailure.nonRetryable(`no blob at key "${key}"`, ErrorTypes.BlobNotFound);
+      return manifestToLoad;
+    },
+  };
+  const CONFIG: RunConfigInput = {
+    task: { family: "sinusoid", shots: 1, queryShots: 1 },
+    metaBatchSize: 4,
+    shardSize: 1,
+    iterations: 3,
+    checkpointEvery: 100,
+    timeouts: { shardStartToCloseSeconds: 60, heartbeatSeconds: 30, coordinatorStartToCloseSeconds: 60, maximumAttempts: 2 },
+  };
+
+  before(async () => {
+    quietRuntime();
+    temporal = await startTemporalServer();
+    nativeConnection = await NativeConnection.connect({ address: temporal.address });
+    connection = await Connection.connect({ address: temporal.address });
+    client = new Client({ connection, namespace: temporal.namespace });
+    const common = { connection: nativeConnection, namespace: temporal.namespace, activities };
+    workers = [
+      await Worker.create({ ...common, taskQueue: TASK_QUEUES.coordinator, workflowBundle: await workflowBundle() }),
+      await Worker.create({ ...common, taskQueue: TASK_QUEUES.gpu, maxConcurrentActivityTaskExecutions: 3_000 }),
+    ];
+    running = Promise.all(workers.map((w) => w.run()));
+  });
+  after(async () => {
+    for (const w of workers) if (w.getState() === "RUNNING") w.shutdown();
+    await running?.catch(() => undefined);
+    await nativeConnection?.close().catch(() => undefined);
+    await connection?.close().catch(() => undefined);
+    await temporal?.stop();
+  });
+
+  const run = async (workflowId: string, input: MetaTrainingInput): Promise<MetaTrainingResult> => {
+    outerSteps.length = 0;
+    maxInFlight = 0;
+    return client.workflow.execute(metaTrainingWorkflow, { taskQueue: TASK_QUEUES.coordinator, workflowId, args: [input] });
+  };
+  const failureOf = async (p: Promise<unknown>): Promise<ApplicationFailure> => {
+    const e = await p.then(() => assert.fail("the run should fail"), (e: unknown) => e);
+    assert.ok(e instanceof WorkflowFailedError, String(e));
+    assert.ok(e.cause instanceof ApplicationFailure, String(e.cause));
+    return e.cause;
+  };
+
+  // Scheduling more than 2,000 activities in one workflow task would leave the run stuck (the server
+  // fails such a task, over and over); the window keeps at most MAX_CONCURRENT_SHARDS pending.
+  test(`a round of 2,100 shards (over the server's 2,000 pending-activity limit) completes, at most ${MAX_CONCURRENT_SHARDS} at once, summed in shard order`, { timeout: 5 * MINUTE }, async () => {
+    shardBehaviour = undefined;
+    const t0 = performance.now();
+    const r = await run("window", { runId: "window", config: { ...CONFIG, metaBatchSize: 2_100, iterations: 1 } });
+    assert.equal(r.iteration, 1);
+    assert.equal(outerSteps.length, 1);
+    assert.deepEqual(outerSteps[0]!.shardKeys, Array.from({ length: 2_100 }, (_, i) => `r/0/${i}`));
+    assert.equal(outerSteps[0]!.taskCount, 2_100);
+    assert.ok(maxInFlight <= MAX_CONCURRENT_SHARDS, `${maxInFlight} shards ran at once`);
+    assert.ok(maxInFlight > 1, "shards ran concurrently");
+    console.log(`# 2,100 stand-in shards in ${((performance.now() - t0) / 1000).toFixed(1)} s, at most ${maxInFlight} at once`);
+  });
+
+  test("by default one shard's final failure fails the run with its error type, naming the shard", { timeout: 2 * MINUTE }, async () => {
+    shardBehaviour = (input) =>
+      input.iteration === 1 && input.shardIndex === 2
+        ? Promise.reject(ApplicationFailure.nonRetryable("loss is NaN; lower innerLr", ErrorTypes.NonFiniteLoss))
+        : undefined;
+    const f = await failureOf(run("fail-fast", { runId: "fail-fast", config: CONFIG }));
+    assert.equal(f.type, ErrorTypes.NonFiniteLoss);
+    assert.match(f.message, /^iteration 1: shard 2 \(tasks 2–2\) failed: loss is NaN; lower innerLr$/);
+    assert.equal(outerSteps.length, 1, "iteration 0 completed, iteration 1 did not");
+  });
+
+  test("minShardFraction 0.5: rounds go on with the shards that finished; below it the run fails TooFewShards", { timeout: 2 * MINUTE }, async () => {
+    const failing = new Set<number>([1]);
+    shardBehaviour = (input) => (failing.has(input.shardIndex) ? Promise.reject(ApplicationFailure.nonRetryable("shard lost", "ShardLost")) : undefined);
+    const config = { ...CONFIG, failurePolicy: { minShardFraction: 0.5, shardDeadlineSeconds: 5 } };
+    const r = await run("tolerant", { runId: "tolerant", config });
+    assert.equal(r.iteration, 3);
+    for (const o of outerSteps) {
+      assert.deepEqual(o.shardKeys, [`r/${o.iteration}/0`, `r/${o.iteration}/2`, `r/${o.iteration}/3`]);
+      assert.equal(o.taskCount, 3);
+    }
+    // A slow shard past the deadline is left out too (and cancelled).
+    failing.clear();
+    let cancelled = 0;
+    shardBehaviour = (input) => {
+      if (input.shardIndex !== 3) return undefined;
+      return (async () => {
+        // Heartbeats carry the cancellation request in; Context.sleep throws when it arrives.
+        for (let i = 0; i < 60; i++) {
+          Context.current().heartbeat();
+          await Context.current().sleep(1_000).catch((e: unknown) => {
+            cancelled++;
+            throw e;
+          });
+        }
+        return okShard(input);
+      })();
+    };
+    const t0 = performance.now();
+    await run("deadline", { runId: "deadline", config: { ...config, iterations: 1, failurePolicy: { minShardFraction: 0.5, shardDeadlineSeconds: 2 } } });
+    const seconds = (performance.now() - t0) / 1000;
+    assert.deepEqual(outerSteps[0]!.shardKeys, ["r/0/0", "r/0/1", "r/0/2"]);
+    assert.ok(seconds < 30, `the round took ${seconds.toFixed(1)} s`);
+    await waitUntil(() => cancelled === 1, "the straggler saw its cancellation");
+
+    for (const i of [0, 1, 2]) failing.add(i);
+    shardBehaviour = (input) => (failing.has(input.shardIndex) ? Promise.reject(ApplicationFailure.nonRetryable("shard lost", "ShardLost")) : undefined);
+    const f = await failureOf(run("too-few", { runId: "too-few", config }));
+    assert.equal(f.type, ErrorTypes.TooFewShards);
+    // Shard 3 may or may not have finished when the third failure made the round hopeless.
+    assert.match(f.message, /iteration 0: [01] of 4 shards finished, 2 needed \(failurePolicy\.minShardFraction 0\.5\); shard 0 failed: shard lost/);
+  });
+
+  test("resuming refuses a config the checkpoint cannot use, naming the fields", { timeout: 2 * MINUTE }, async () => {
+    shardBehaviour = undefined;
+    manifestToLoad = {
+      format: "metatrain-checkpoint/1",
+      runId: "old",
+      iteration: 50,
+      paramsKey: "p/50",
+      optimKey: "o/50",
+      config: parseRunConfig({ ...CONFIG, algorithm: "reptile", iterations: 100, metaLr: 0.5 }),
+      metaLr: 0.5,
+      metrics: {},
+      createdAt: "2026-01-01T00:00:00.000Z",
+    };
+    const f = await failureOf(run("resume-bad", { runId: "resume-bad", resumeFrom: "m/50", config: { ...CONFIG, algorithm: "maml", iterations: 20 } }));
+    assert.equal(f.type, ErrorTypes.InvalidRunConfig);
+    assert.match(f.message, /algorithm: the checkpoint was trained with reptile/);
+    assert.match(f.message, /iterations: the checkpoint is at iteration 50, past iterations 20/);
+    // Without a config, the checkpoint's own is used and the run goes on from iteration 50.
+    const r = await run("resume-ok", { runId: "resume-ok", resumeFrom: "m/50", config: undefined });
+    assert.equal(r.iteration, 100);
+    assert.equal(outerSteps[0]!.iteration, 50);
+    assert.equal(outerSteps[0]!.paramsKey, "p/50");
+    assert.equal(outerSteps[0]!.metaLr, undefined, "the checkpoint's metaLr equals its config's: nothing overrides the schedule");
+    manifestToLoad = undefined;
+    const missing = await failureOf(run("resume-missing", { runId: "resume-missing", resumeFrom: "m/none", config: undefined }));
+    assert.equal(missing.type, ErrorTypes.BlobNotFound);
+    assert.match(missing.message, /loading checkpoint "m\/none" failed: no blob at key "m\/none"/);
+  });
+});
+
+// ---- against the real services ------------------------------------------------------------------------
+
+/** Small sinusoid runs: a few hundred ms per iteration on two busy cores. */
+const BASE: RunConfigInput = {
+  algorithm: "maml",
+  task: { family: "sinusoid", shots: 5, queryShots: 5 },
+  model: { kind: "sinusoid-mlp" },
+  innerSteps: 1,
+  innerLr: 0.01,
+  metaLr: 0.001,
+  metaBatchSize: 4,
+  shardSize: 2,
+  batchTasks: true,
+  iterations: 20,
+  seed: 7,
+  checkpointEvery: 5,
+  evalEvery: 10,
+  evalTasks: 4,
+  evalSteps: 2,
+  continueAsNewEvery: 8,
+  timeouts: {
+    shardStartToCloseSeconds: 120,
+    // A killed gpu worker's shard is retried elsewhere after this.
+    heartbeatSeconds: 5,
+    // A killed coordinator's outer step is retried after this.
+    coordinatorStartToCloseSeconds: 20,
+    maximumAttempts: 20,
+  },
+};
+const REPTILE: RunConfigInput = {
+  ...BASE,
+  algorithm: "reptile",
+  metaLr: 0.5,
+  innerSteps: 2,
+  metaBatchSize: 5,
+  shardSize: 2, // shards of 2, 2 and 1 task
+  batchTasks: false,
+  seed: 11,
+};
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const text = (b: Uint8Array) => new TextDecoder().decode(b);
+
+/** Parameters as flat float32 arrays by name. */
+type Values = Record<string, Float32Array>;
+
+const references = new Map<string, Promise<Values>>();
+/** Final parameters of the in-process trainer for the same config (cached per config). */
+function reference(cfg: RunConfig): Promise<Values> {
+  const key = JSON.stringify(cfg);
+  let p = references.get(key);
+  if (!p) {
+    p = (async () => {
+      if (cfg.task.family !== "sinusoid") throw new Error("these tests use sinusoid tasks");
+      const t = new LocalMetaTrainer(sinusoidMlp(), sinusoidFamily({ shots: cfg.task.shots, queryShots: cfg.task.queryShots }), {
+        algorithm: cfg.algorithm,
+        innerSteps: cfg.innerSteps,
+        innerLr: cfg.innerLr,
+        metaLr: cfg.metaLr,
+        metaBatchSize: cfg.metaBatchSize,
+        shardSize: cfg.shardSize,
+        iterations: cfg.iterations,
+        seed: cfg.seed,
+        batchTasks: cfg.batchTasks,
+        anneal: cfg.anneal,
+      });
+      try {
+        for (let i = 0; i < cfg.iterations; i++) await t.step();
+        return t.snapshot();
+      } finally {
+        t.dispose();
+      }
+    })();
+    references.set(key, p);
+  }
+  return p;
+}
+
+/** Byte-for-byte equality of two parameter sets, with the first difference in the message. */
+function assertBitIdentical(actual: Values, expected: Values, what: string): void {
+  assert.deepEqual(Object.keys(actual).sort(), Object.keys(expected).sort(), `${what}: parameter names`);
+  for (const name of Object.keys(expected)) {
+    const a = actual[name]!;
+    const e = expected[name]!;
+    assert.equal(a.length, e.length, `${what}: size of ${name}`);
+    const ab = Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+    const eb = Buffer.from(e.buffer, e.byteOffset, e.byteLength);
+    if (!ab.equals(eb)) {
+      let i = 0;
+      while (i < a.length && Object.is(a[i], e[i])) i++;
+      let maxDiff = 0;
+      for (let j = 0; j < a.length; j++) maxDiff = Math.max(maxDiff, Math.abs(a[j]! - e[j]!));
+      assert.fail(`${what}: ${name}[${i}] is ${a[i]} but the in-process trainer has ${e[i]} (max |diff| ${maxDiff})`);
+    }
+  }
+}
+
+describe("meta-training orchestration on Temporal and S3", { skip: skipUnlessTemporal() || skipUnlessS3Server() }, () => {
+  let s3: S3TestServer;
+  let temporal: TemporalTestServer;
+  let pool: WorkerPool;
+  let connection: Connection;
+  let client: Client;
+  let store: BlobStore;
+  const STORE_PREFIX = "orch";
+  let storeUri: string;
+
+  before(async () => {
+    await useCpu(); // the reference trainer runs here, on the backend the workers use
+    quietRuntime(); // the replay check creates a Worker in this process
+    const t0 = performance.now();
+    [s3, temporal] = await Promise.all([startS3Server(), startTemporalServer()]);
+    storeUri = `s3://${s3.bucket}/${STORE_PREFIX}`;
+    store = await openStore(storeUri, s3.env());
+    connection = await Connection.connect({ address: temporal.address });
+    client = new Client({ connection, namespace: temporal.namespace });
+    console.log(`# services up in ${(performance.now() - t0).toFixed(0)} ms: temporal ${temporal.address}, s3 ${s3.endpoint}`);
+    pool = new WorkerPool(() => ({
+      TEMPORAL_ADDRESS: temporal.address,
+      TEMPORAL_NAMESPACE: temporal.namespace,
+      METATRAIN_STORE: storeUri,
+      METATRAIN_BACKEND: "cpu",
+      ...s3.env(),
+    }));
+    const t1 = performance.now();
+    await Promise.all([pool.start("coordinator"), pool.start("gpu"), pool.start("gpu")]);
+    console.log(`# 1 coordinator + 2 gpu workers ready in ${(performance.now() - t1).toFixed(0)} ms`);
+  });
+
+  after(async () => {
+    await pool?.stopAll();
+    await connection?.close().catch(() => undefined);
+    await temporal?.stop();
+    await s3?.stop();
+  });
+
+  /** Run a test body; on failure, add the tails of every worker's and the server's logs. */
+  const withLogs = (fn: () => Promise<void>) => async () => {
+    try {
+      await fn();
+    } catch (e) {
+      const tail = (s: string) => (s.length > 3000 ? `…${s.slice(-3000)}` : s);
+      const logs = pool.workers.map((w) => `----- ${w.name} (pid ${w.pid}${w.alive() ? "" : ", exited"}) -----\n${tail(w.log())}`).join("\n");
+      const extra = `\n===== worker logs (tails) =====\n${logs}\n===== temporal server log (tail) =====\n${tail(temporal.log())}`;
+      if (e instanceof Error) {
+        e.message += extra;
+        if (e.stack) e.stack += extra; // reporters print the stack, captured before this
+      }
+      throw e;
+    }
+  };
+
+  async function start(workflowId: string, input: MetaTrainingInput): Promise<WorkflowHandle<typeof metaTrainingWorkflow>> {
+    return client.workflow.start(metaTrainingWorkflow, { taskQueue: TASK_QUEUES.coordinator, workflowId, args: [input] });
+  }
+
+  /** A fresh handle on the latest run of a workflow id (follows continue-as-new). */
+  const latest = (workflowId: string) => client.workflow.getHandle<typeof metaTrainingWorkflow>(workflowId);
+
+  /** `progress`, or undefined when it cannot be answered now (no coordinator, server restarting). */
+  async function progress(workflowId: string): Promise<RunProgress | undefined> {
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      return await Promise.race([
+        latest(workflowId).query(progressQuery),
+        new Promise<undefined>((res) => (timer = setTimeout(() => res(undefined), 10_000))),
+      ]);
+    } catch {
+      return undefined;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Poll `progress` until `pred` holds; fails with the last answer after `timeoutMs`. */
+  async function waitProgress(workflowId: string, pred: (p: RunProgress) => boolean, what: string, timeoutMs = 5 * MINUTE): Promise<RunProgress> {
+    const deadline = Date.now() + timeoutMs;
+    let last: RunProgress | undefined;
+    for (;;) {
+      const p = await progress(workflowId);
+      if (p) {
+        last = p;
+        if (pred(p)) return p;
+      }
+      if (Date.now() > deadline) assert.fail(`${workflowId}: ${what} did not happen within ${timeoutMs} ms; last progress ${JSON.stringify(last)}`);
+      await sleep(200);
+    }
+  }
+
+  /**
+   * The workflow's result. Rides out a server that is down for a while (the client's own retries
+   * give up after seconds); a workflow failure is rethrown as is.
+   */
+  async function result(workflowId: string, timeoutMs = 8 * MINUTE): Promise<MetaTrainingResult> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const remaining = deadline - Date.now();
+      if (remaining <= 0) assert.fail(`${workflowId}: no result within ${timeoutMs} ms; last progress ${JSON.stringify(await progress(workflowId))}`);
+      let timer: NodeJS.Timeout | undefined;
+      try {
+        const r = await Promise.race([
+          latest(workflowId).result(),
+          new Promise<"timeout">((res) => (timer = setTimeout(() => res("timeout"), remaining))),
+        ]);
+        if (r !== "timeout") return r;
+      } catch (e) {
+        if (e instanceof WorkflowFailedError) throw e;
+        await sleep(500); // e.g. UNAVAILABLE while the server restarts
+      } finally {
+        clearTimeout(timer);
+      }
+    }
+  }
+
+  /** The final parameters a run stored, read back through the store. */
+  async function storedParams(paramsKey: string): Promise<Values> {
+    const { params } = deserializeParams(await store.get(paramsKey));
+    try {
+      return Object.fromEntries(Object.entries(params).map(([k, t]) => [k, (t.dataSync() as Float32Array).slice()]));
+    } finally {
+      dispose(params);
+    }
+  }
+
+  /** The manifest key a `latest` pointer names (the pointer's layout is the activities' choice). */
+  function manifestKeyOfPointer(runId: string, pointer: unknown): string {
+    if (typeof pointer === "string" && parseCheckpointManifestKey(pointer)) return pointer;
+    if (pointer && typeof pointer === "object") {
+      const o = pointer as Record<string, unknown>;
+      if (o.format === "metatrain-checkpoint/1" && typeof o.iteration === "number") return checkpointManifestKey(runId, o.iteration);
+      for (const v of Object.values(o)) if (typeof v === "string" && parseCheckpointManifestKey(v)) return v;
+    }
+    assert.fail(`the latest pointer of ${runId} names no manifest key: ${JSON.stringify(pointer)}`);
+  }
+
+  async function readLatestCheckpoint(runId: string): Promise<{ manifestKey: string; manifest: CheckpointManifest }> {
+    const pointer = JSON.parse(text(await store.get(latestCheckpointKey(runId)))) as unknown;
+    const manifestKey = manifestKeyOfPointer(runId, pointer);
+    return { manifestKey, manifest: JSON.parse(text(await store.get(manifestKey))) as CheckpointManifest };
+  }
+
+  /** Run a config to the end under `workflowId` and check it against the in-process trainer. */
+  async function runToEnd(runId: string, input: RunConfigInput): Promise<{ result: MetaTrainingResult; seconds: number; cfg: RunConfig }> {
+    const cfg = parseRunConfig(input);
+    const t0 = performance.now();
+    await start(runId, { runId, config: input });
+    const [r, ref] = await Promise.all([result(runId), reference(cfg)]);
+    const seconds = (performance.now() - t0) / 1000;
+    assert.equal(r.cancelled, false);
+    assert.equal(r.iteration, cfg.iterations);
+    assertBitIdentical(await storedParams(r.paramsKey), ref, `${runId} final parameters`);
+    return { result: r, seconds, cfg };
+  }
+
+  const completedWorkflowIds: string[] = [];
+
+  test("(a) a MAML and a Reptile run complete, checkpoint to S3 and match the in-process trainer bit for bit", { timeout: 12 * MINUTE }, withLogs(async () => {
+    for (const [runId, input] of [["maml-sinusoid", BASE], ["reptile-sinusoid", REPTILE]] as const) {
+      const { result: r, seconds, cfg } = await runToEnd(runId, input);
+      completedWorkflowIds.push(runId);
+      console.log(`# ${runId}: ${cfg.iterations} iterations of ${Math.ceil(cfg.metaBatchSize / cfg.shardSize)} shards in ${seconds.toFixed(1)} s (${((seconds * 1000) / cfg.iterations).toFixed(0)} ms/iteration)`);
+
+      // Checkpoints every 5 iterations, and the latest pointer names the last one.
+      const keys = await store.list(checkpointsPrefix(runId));
+      for (const it of [5, 10, 15, 20]) assert.ok(keys.includes(checkpointManifestKey(runId, it)), `checkpoint ${it} of ${runId} in ${JSON.stringify(keys)}`);
+      const { manifestKey, manifest } = await readLatestCheckpoint(runId);
+      assert.equal(manifestKey, checkpointManifestKey(runId, 20));
+      assert.equal(r.lastCheckpointKey, manifestKey);
+      assert.equal(manifest.format, "metatrain-checkpoint/1");
+      assert.equal(manifest.runId, runId);
+      assert.equal(manifest.iteration, 20);
+      assert.equal(manifest.paramsKey, r.paramsKey);
+      assert.equal(manifest.optimKey, r.optimKey);
+      assert.deepEqual(manifest.config, cfg);
+      assert.equal(manifest.metaLr, cfg.metaLr);
+      assertBitIdentical(await storedParams(manifest.paramsKey), await reference(cfg), `${runId} checkpoint parameters`);
+      // Evaluated at 10 and at the end; the last round's metrics came back.
+      assert.equal(r.evaluation?.iteration, 20);
+      assert.ok(r.latest && Number.isFinite(r.latest.postLoss) && r.latest.tasks === cfg.metaBatchSize, JSON.stringify(r.latest));
+      // Continued as new every 8 iterations: three runs in the chain.
+      const runs = [];
+      for await (const w of client.workflow.list({ query: `WorkflowId = "${runId}"` })) runs.push(w);
+      assert.equal(runs.length, 3, `runs of ${runId}: ${runs.map((w) => `${w.runId} ${w.status.name}`).join(", ")}`);
+    }
+  }));
+
+  test("(a') the recorded histories replay deterministically against the workflow code", { timeout: 5 * MINUTE }, withLogs(async () => {
+    assert.ok(completedWorkflowIds.length > 0, "needs the runs of (a)");
+    const histories = [];
+    for (const workflowId of completedWorkflowIds) {
+      for await (const w of client.workflow.list({ query: `WorkflowId = "${workflowId}"` })) {
+        histories.push({ workflowId, history: await client.workflow.getHandle(workflowId, w.runId).fetchHistory() });
+      }
+    }
+    const t0 = performance.now();
+    const replays = Worker.runReplayHistories({ workflowBundle: await workflowBundle() }, histories);
+    let n = 0;
+    for await (const r of replays) {
+      assert.equal(r.error, undefined, `replay of ${r.workflowId}: ${String(r.error)}`);
+      n++;
+    }
+    assert.equal(n, histories.length);
+    console.log(`# replayed ${n} histories in ${(performance.now() - t0).toFixed(0)} ms`);
+  }));
+
+  /** Whether `identity` (a worker identity, `<pid>@<host>` by default) names process `pid`. */
+  const identityOf = (pid: number) => (identity: string) => new RegExp(`(^|\\D)${pid}(\\D|$)`).test(identity);
+
+  /** Wait until worker `pid` runs a `runShard` attempt of the latest run; returns the activity's id. */
+  async function waitForShardOn(workflowId: string, pid: number, timeoutMs = 2 * MINUTE): Promise<string> {
+    const deadline = Date.now() + timeoutMs;
+    const mine = identityOf(pid);
+    for (;;) {
+      const d = await latest(workflowId).describe().catch(() => undefined);
+      const busy = (d?.raw.pendingActivities ?? []).find(
+        (a) => a.activityType?.name === "runShard" && Number(a.state) === 2 /* PENDING_ACTIVITY_STATE_STARTED */ && mine(a.lastWorkerIdentity ?? ""),
+      );
+      if (busy?.activityId) return busy.activityId;
+      if (Date.now() > deadline) assert.fail(`${workflowId}: worker ${pid} was never seen running a shard within ${timeoutMs} ms`);
+      await sleep(25);
+    }
+  }
+
+  /**
+   * SIGKILL a gpu worker while it runs a shard of `workflowId`. A shard can finish between the look
+   * and the kill; `caught(activityId)` says whether the kill landed, and if not, a fresh worker
+   * replaces the victim and we try again (a few times).
+   */
+  async function killGpuWorkerMidShard(workflowId: string, caught: (activityId: string) => Promise<boolean>): Promise<WorkerProcess> {
+    for (let attempt = 1; ; attempt++) {
+      const victim = pool.alive("gpu")[0]!;
+      const activityId = await waitForShardOn(workflowId, victim.pid);
+      await victim.kill("SIGKILL");
+      if (await caught(activityId)) return victim;
+      console.log(`# the shard finished before the kill landed (try ${attempt}); again with a fresh worker`);
+      if (attempt >= 4) assert.fail(`${workflowId}: ${attempt} kills all came after the shard had finished`);
+      await pool.ensure("gpu", 2);
+    }
+  }
+
+  /** Whether activity `activityId` of the latest run is still pending (dead workers complete nothing). */
+  const stillPending = async (workflowId: string, activityId: string): Promise<boolean> => {
+    await sleep(1_500); // a completion sent just before the kill has landed by now
+    const d = await latest(workflowId).describe();
+    return (d.raw.pendingActivities ?? []).some((a) => a.activityId === activityId);
+  };
+
+  /** Every history event of every run of a workflow id (continue-as-new chains). */
+  async function allEvents(workflowId: string) {
+    const events = [];
+    for await (const w of client.workflow.list({ query: `WorkflowId = "${workflowId}"` })) {
+      events.push(...((await client.workflow.getHandle(workflowId, w.runId).fetchHistory()).events ?? []));
+    }
+    return events;
+  }
+
+  /** Shards of about a third of a second (2 × 4 second-order tasks, 20 shots, 10 steps): kills land inside them. */
+  const HEAVY: RunConfigInput = { ...BASE, task: { family: "sinusoid", shots: 20, queryShots: 20 }, innerSteps: 10, metaBatchSize: 8, shardSize: 4, batchTasks: false };
+
+  test("(b1) SIGKILL of a gpu worker in the middle of a shard: the shard is retried, the run completes bit-identical", { timeout: 10 * MINUTE }, withLogs(async () => {
+    const runId = "crash-gpu";
+    const input: RunConfigInput = { ...HEAVY, iterations: 20, seed: 21 };
+    const cfg = parseRunConfig(input);
+    void reference(cfg);
+    await start(runId, { runId, config: input });
+    await waitProgress(runId, (p) => p.iteration >= 5, "iteration 5");
+    const victim = await killGpuWorkerMidShard(runId, (id) => stillPending(runId, id));
+    console.log(`# killed gpu worker ${victim.name} (pid ${victim.pid}) during a shard of iteration ~${(await progress(runId))?.iteration}`);
+    const r = await result(runId);
+    assert.equal(r.iteration, 20);
+    assertBitIdentical(await storedParams(r.paramsKey), await reference(cfg), `${runId} final parameters`);
+    // The shard the victim held timed out (no heartbeat) and ran again: its final attempt is > 1.
+    const retried = (await allEvents(runId)).filter((e) => (e.activityTaskStartedEventAttributes?.attempt ?? 1) > 1);
+    assert.ok(retried.length >= 1, "no activity needed a second attempt");
+    console.log(`# ${retried.length} activity ran again after the kill`);
+    await pool.ensure("gpu", 2);
+  }));
+
+  test("(b2) SIGKILL of the coordinator mid-run, then a new coordinator: the run completes, bit-identical", { timeout: 10 * MINUTE }, withLogs(async () => {
+    const runId = "crash-coordinator";
+    const input: RunConfigInput = { ...BASE, iterations: 30, seed: 22 };
+    const cfg = parseRunConfig(input);
+    void reference(cfg);
+    await start(runId, { runId, config: input });
+    await waitProgress(runId, (p) => p.iteration >= 5, "iteration 5");
+    for (const c of pool.alive("coordinator")) await c.kill("SIGKILL");
+    console.log(`# killed the coordinator`);
+    await pool.start("coordinator");
+    const r = await result(runId);
+    assert.equal(r.iteration, 30);
+    assertBitIdentical(await storedParams(r.paramsKey), await reference(cfg), `${runId} final parameters`);
+  }));
+
+  test("(b3) SIGKILL of the Temporal server mid-run, restarted on its db file: the run continues and completes", { timeout: 10 * MINUTE, skip: process.env.TEMPORAL_ADDRESS ? "TEMPORAL_ADDRESS is set: the server is not ours to kill" : false }, withLogs(async () => {
+    const runId = "crash-server";
+    const input: RunConfigInput = { ...BASE, iterations: 30, seed: 23 };
+    const cfg = parseRunConfig(input);
+    void reference(cfg);
+    await start(runId, { runId, config: input });
+    const before = await waitProgress(runId, (p) => p.iteration >= 5, "iteration 5");
+    const workers = pool.alive();
+    await temporal.kill();
+    const t0 = performance.now();
+    await sleep(1_000); // down for a moment, as in a crash-and-reschedule
+    await temporal.restart();
+    console.log(`# server killed near iteration ${before.iteration}, back in ${(performance.now() - t0).toFixed(0)} ms`);
+    const r = await result(runId);
+    assert.equal(r.iteration, 30);
+    assertBitIdentical(await storedParams(r.paramsKey), await reference(cfg), `${runId} final parameters`);
+    for (const w of workers) assert.ok(w.alive(), `${w.name} exited when the server went away: workers must reconnect`);
+  }));
+
+  test("(c) a terminated run resumed from its latest checkpoint reaches the uninterrupted parameters", { timeout: 10 * MINUTE }, withLogs(async () => {
+    const runId = "resume";
+    const input: RunConfigInput = { ...BASE, seed: 31 };
+    const cfg = parseRunConfig(input);
+    void reference(cfg);
+    await start(runId, { runId, config: input });
+    await waitProgress(runId, (p) => p.iteration >= 7, "iteration 7 (after the checkpoint at 5)");
+    await latest(runId).terminate("test: interrupt the run");
+    const { manifestKey, manifest } = await readLatestCheckpoint(runId);
+    assert.ok(manifest.iteration >= 5 && manifest.iteration < 20, `checkpoint at ${manifest.iteration}`);
+    console.log(`# terminated; resuming from ${manifestKey}`);
+    // No config: the checkpoint's is used.
+    await start(`${runId}-resumed`, { runId, config: undefined, resumeFrom: manifestKey });
+    const r = await result(`${runId}-resumed`);
+    assert.equal(r.iteration, 20);
+    assertBitIdentical(await storedParams(r.paramsKey), await reference(cfg), `${runId} resumed final parameters`);
+  }));
+
+  test("(d1) an invalid config fails the workflow at once with InvalidRunConfig naming the fields", { timeout: 2 * MINUTE }, withLogs(async () => {
+    const cases: [string, unknown, RegExp[]][] = [
+      ["bad-config", { ...BASE, shardSize: 10, innerLr: -1 }, [/innerLr: /, /shardSize: shardSize 10 exceeds metaBatchSize 4/]],
+      ["bad-typo", { ...BASE, metaBatch: 4 }, [/metaBatch/]],
+      // 100,000 one-task shards cannot fit one workflow history.
+      ["too-many-shards", { ...BASE, metaBatchSize: 100_000, shardSize: 1 }, [/shardSize: .*100000 shards per iteration.*set shardSize ≥ 20/]],
+    ];
+    for (const [runId, config, reasons] of cases) {
+      const t0 = performance.now();
+      await start(runId, { runId, config });
+      const err = await result(runId).then(
+        () => assert.fail(`${runId}: the run should fail`),
+        (e: unknown) => e,
+      );
+      const seconds = (performance.now() - t0) / 1000;
+      assert.ok(err instanceof WorkflowFailedError, String(err));
+      const cause = err.cause;
+      assert.ok(cause instanceof ApplicationFailure, String(cause));
+      assert.equal(cause.type, ErrorTypes.InvalidRunConfig);
+      assert.equal(cause.nonRetryable, true);
+      for (const r of reasons) assert.match(cause.message, r);
+      assert.ok(seconds < 30, `${runId} failed after ${seconds.toFixed(1)} s`);
+      console.log(`# ${runId} failed in ${seconds.toFixed(1)} s: ${cause.message}`);
+    }
+  }));
+
+  test("(d2) resuming from a checkpoint whose parameters fail their checksum fails with BlobCorrupt and changes no blob", { timeout: 6 * MINUTE }, withLogs(async () => {
+    const runId = "corrupt";
+    const input: RunConfigInput = { ...BASE, iterations: 6, checkpointEvery: 3, evalEvery: 0, seed: 41 };
+    await runToEnd(runId, input);
+    const manifestKey = checkpointManifestKey(runId, 3);
+    const manifest = JSON.parse(text(await store.get(manifestKey))) as CheckpointManifest;
+
+    // Flip one bit of the parameters at rest, keeping size and mtime (rclone keeps serving the old checksum).
+    const bucketDir = join(s3.dataDir, s3.bucket);
+    const path = join(bucketDir, STORE_PREFIX, manifest.paramsKey);
+    const { atime, mtime } = statSync(path);
+    const bytes = readFileSync(path);
+    bytes[bytes.length >> 1]! ^= 0x04;
+    writeFileSync(path, bytes);
+    utimesSync(path, atime, mtime);
+
+    const snapshot = (): Map<string, string> => {
+      const out = new Map<string, string>();
+      const walk = (dir: string): void => {
+        for (const e of readdirSync(dir, { withFileTypes: true })) {
+          const p = join(dir, e.name);
+          if (e.isDirectory()) walk(p);
+          else out.set(p.slice(bucketDir.length + 1), createHash("sha256").update(readFileSync(p)).digest("hex"));
+        }
+      };
+      walk(bucketDir);
+      return out;
+    };
+    const before = snapshot();
+    const t0 = performance.now();
+    await start(`${runId}-resumed`, { runId, config: undefined, resumeFrom: manifestKey });
+    const err = await result(`${runId}-resumed`).then(
+      () =>
+        assert.fail(
+          `the resumed run completed although ${manifest.paramsKey} fails its checksum: nothing re-read the blob ` +
+            "(a worker's params cache still held the key, and loadCheckpoint does not verify the checkpoint's blobs)",
+        ),
+      (e: unknown) => e,
+    );
+    const seconds = (performance.now() - t0) / 1000;
+    assert.ok(err instanceof WorkflowFailedError, String(err));
+    assert.ok(err.cause instanceof ApplicationFailure, String(err.cause));
+    assert.equal(err.cause.type, ErrorTypes.BlobCorrupt, err.cause.message);
+    assert.match(err.cause.message, new RegExp(manifest.paramsKey.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")));
+    console.log(`# failed in ${seconds.toFixed(1)} s: ${err.cause.message}`);
+    assert.deepEqual(snapshot(), before, "the failed run changed stored blobs");
+  }));
+
+  test("(e) a gpu worker started mid-run takes shards without restarting anything", { timeout: 10 * MINUTE }, withLogs(async () => {
+    for (const w of pool.alive("gpu").slice(1)) await w.kill("SIGTERM");
+    assert.equal(pool.alive("gpu").length, 1);
+    const first = pool.alive("gpu")[0]!;
+    const runId = "elastic";
+    // Eight one-task shards per iteration, one run (no continue-as-new) so one history has it all.
+    const input: RunConfigInput = { ...BASE, iterations: 16, metaBatchSize: 8, shardSize: 1, continueAsNewEvery: 1000, evalEvery: 0, seed: 51 };
+    const cfg = parseRunConfig(input);
+    void reference(cfg);
+    const handle = await start(runId, { runId, config: input });
+    await waitProgress(runId, (p) => p.iteration >= 2, "iteration 2");
+    // Hold the run while the new worker boots, so it joins with most of the run still to go.
+    await handle.signal(pauseSignal);
+    const second = await pool.start("gpu");
+    await handle.signal(resumeSignal);
+    const r = await result(runId);
+    assertBitIdentical(await storedParams(r.paramsKey), await reference(cfg), `${runId} final parameters`);
+
+    const history = await handle.fetchHistory();
+    const identities = (history.events ?? []).flatMap((e) => (e.activityTaskStartedEventAttributes?.identity ? [e.activityTaskStartedEventAttributes.identity] : []));
+    const byPid = (pid: number) => identities.filter(identityOf(pid)).length;
+    console.log(`# activity starts by worker: first (pid ${first.pid}) ${byPid(first.pid)}, second (pid ${second.pid}) ${byPid(second.pid)}, others ${identities.length - byPid(first.pid) - byPid(second.pid)}`);
+    assert.ok(byPid(second.pid) > 0, `the new worker (pid ${second.pid}) ran no activity; identities seen: ${[...new Set(identities)].join(", ")}`);
+    assert.ok(first.alive() && second.alive(), "no worker restarted");
+    assert.equal(history.events?.filter((e) => e.workflowExecutionContinuedAsNewEventAttributes).length, 0);
+    await pool.ensure("gpu", 2);
+  }));
+
+  test("(g) failurePolicy.minShardFraction 0.5: a round whose straggler is killed goes on without it after the deadline", { timeout: 6 * MINUTE }, withLogs(async () => {
+    await pool.ensure("gpu", 2);
+    const runId = "policy";
+    const input: RunConfigInput = {
+      ...HEAVY,
+      iterations: 12,
+      seed: 71,
+      evalEvery: 0,
+      continueAsNewEvery: 1000,
+      failurePolicy: { minShardFraction: 0.5, shardDeadlineSeconds: 1 },
+      // Longer than the deadline: the killed shard is not retried before the round moves on.
+      timeouts: { ...BASE.timeouts, heartbeatSeconds: 15 },
+    };
+    await start(runId, { runId, config: input });
+    await waitProgress(runId, (p) => p.iteration >= 3, "iteration 3");
+    let at = 0;
+    let seconds = 0;
+    await killGpuWorkerMidShard(runId, async () => {
+      const t0 = performance.now();
+      at = (await progress(runId))!.iteration;
+      await waitProgress(runId, (p) => p.iteration >= at + 1, "the next iteration", MINUTE);
+      seconds = (performance.now() - t0) / 1000;
+      // Caught when the round had to cancel the victim's shard to go on.
+      return (await allEvents(runId)).some((e) => e.activityTaskCancelRequestedEventAttributes);
+    });
+    assert.ok(seconds < 15, `the round waited ${seconds.toFixed(1)} s: as long as the heartbeat timeout, not the 1 s deadline`);
+    const r = await result(runId);
+    assert.equal(r.iteration, 12);
+    assert.equal(r.cancelled, false);
+    const coordinatorLogs = pool.workers.filter((w) => w.role === "coordinator").map((w) => w.log()).join("\n");
+    assert.match(coordinatorLogs, /round went on without some shards/);
+    console.log(`# round went on ${seconds.toFixed(1)} s after the kill (iteration ${at})`);
+    await pool.ensure("gpu", 2);
+  }));
+
+  test("(f) pause, resume, setMetaLr (bad values rejected), progress and cancel", { timeout: 10 * MINUTE }, withLogs(async () => {
+    const runId = "signals";
+    const input: RunConfigInput = { ...BASE, iterations: 200, seed: 61 };
+    await start(runId, { runId, config: input });
+    const p0 = await waitProgress(runId, (p) => p.iteration >= 2, "iteration 2");
+    assert.equal(p0.runId, runId);
+    assert.equal(p0.iterations, 200);
+    assert.equal(p0.paused, false);
+    assert.equal(p0.cancelling, false);
+    assert.equal(p0.metaLr, 0.001);
+    assert.ok(p0.paramsKey.startsWith(`runs/${runId}/params/`), p0.paramsKey);
+    assert.ok(p0.latest && Number.isFinite(p0.latest.preLoss), JSON.stringify(p0.latest));
+
+    // Pause: the round in flight may finish, then nothing moves.
+    await latest(runId).signal(pauseSignal);
+    const paused = await waitProgress(runId, (p) => p.paused, "paused");
+    let held = paused.iteration;
+    for (let stable = 0; stable < 3; ) {
+      await sleep(1_000);
+      const p = (await progress(runId))!;
+      stable = p.iteration === held ? stable + 1 : 0;
+      held = p.iteration;
+    }
+    assert.ok(held <= paused.iteration + 1, `paused at ${paused.iteration}, still ran to ${held}`);
+
+    // setMetaLr: bad values rejected with a reason; a good one returns the previous rate.
+    for (const [value, reason] of [[-1, /metaLr must be > 0, got -1/], [11, /metaLr must be ≤ 10, got 11/], [0, /must be > 0/]] as const) {
+      await assert.rejects(latest(runId).executeUpdate(setMetaLrUpdate, { args: [value] }), (e: unknown) => {
+        assert.ok(e instanceof WorkflowUpdateFailedError, String(e));
+        assert.ok(e.cause instanceof ApplicationFailure, String(e.cause));
+        assert.match(e.cause.message, reason);
+        return true;
+      });
+    }
+    assert.equal(await latest(runId).executeUpdate(setMetaLrUpdate, { args: [0.002] }), 0.001);
+    assert.equal((await progress(runId))!.metaLr, 0.002);
+    assert.equal((await progress(runId))!.iteration, held, "updates do not unpause");
+
+    await latest(runId).signal(resumeSignal);
+    await waitProgress(runId, (p) => !p.paused && p.iteration >= held + 2, "progress after resume");
+
+    await latest(runId).signal(cancelSignal);
+    const r = await result(runId);
+    assert.equal(r.cancelled, true);
+    assert.ok(r.iteration > held && r.iteration < 200, `cancelled at ${r.iteration}`);
+    const manifest = JSON.parse(text(await store.get(r.lastCheckpointKey))) as CheckpointManifest;
+    assert.equal(r.lastCheckpointKey, checkpointManifestKey(runId, r.iteration));
+    assert.equal(manifest.iteration, r.iteration);
+    assert.equal(manifest.paramsKey, r.paramsKey);
+    assert.equal(manifest.metaLr, 0.002);
+    assert.equal((await readLatestCheckpoint(runId)).manifestKey, r.lastCheckpointKey);
+  }));
+});
