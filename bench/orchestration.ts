@@ -37,6 +37,8 @@ const workerCounts = arg("workers", "1,2,4").split(",").map(Number);
 const storeKind = arg("store", "s3");
 const simulatedMs = numArg("simulated-task-ms", 0);
 const skip = new Set(arg("skip", "").split(",").filter(Boolean));
+/** Tasks per shard in the scaling runs (32 / size shards: use 2 to keep 16 workers busy). */
+const scalingShardSize = numArg("scaling-shard-size", 4);
 
 const ms = (t: { seconds?: unknown; nanos?: number | null } | null | undefined): number =>
   Number(t?.seconds ?? 0) * 1000 + (t?.nanos ?? 0) / 1e6;
@@ -179,13 +181,13 @@ async function main(): Promise<void> {
 
     if (!skip.has("scaling")) {
       const task = simulatedMs > 0 ? { family: "sinusoid" as const, shots: 1, queryShots: 1 } : { family: "sinusoid" as const, shots: 10, queryShots: 10 };
-      const config: RunConfigInput = { ...common, task, shardSize: 4, innerSteps: simulatedMs > 0 ? 1 : 5, batchTasks: false };
-      const rows = [];
+      const config: RunConfigInput = { ...common, task, shardSize: scalingShardSize, innerSteps: simulatedMs > 0 ? 1 : 5, batchTasks: false };
+      const rows: { gpuWorkers: number; tasksPerSecond: number }[] = [];
       for (const n of workerCounts) {
         await pool.ensure("gpu", n);
         if (pool.alive("gpu").length !== n) throw new Error(`wanted ${n} gpu workers, have ${pool.alive("gpu").length}`);
         const { seconds, events } = await run(config);
-        const a = analyse(events, 8);
+        const a = analyse(events, Math.ceil(32 / scalingShardSize));
         const perTaskMs = a.medianInActivityMsPerIteration / 32;
         if (simulatedMs > 0 && perTaskMs < simulatedMs) {
           throw new Error(
@@ -193,15 +195,19 @@ async function main(): Promise<void> {
               "the gpu worker does not honour METATRAIN_SIMULATED_TASK_MS",
           );
         }
-        const row = { gpuWorkers: n, wallSeconds: Number(seconds.toFixed(1)), ...a, tasksPerSecond: Number((32000 / a.msPerIteration).toFixed(1)) };
+        const tasksPerSecond = 32000 / a.msPerIteration;
+        // Efficiency against perfect linear scaling from the first (smallest) worker count.
+        const base = rows[0] as { gpuWorkers: number; tasksPerSecond: number } | undefined;
+        const efficiency = base ? tasksPerSecond / ((base.tasksPerSecond * n) / base.gpuWorkers) : 1;
+        const row = { gpuWorkers: n, wallSeconds: Number(seconds.toFixed(1)), ...a, tasksPerSecond: Number(tasksPerSecond.toFixed(1)), scalingEfficiency: Number(efficiency.toFixed(3)) };
         log(`scaling ${n} workers: ${JSON.stringify(row)}`);
         rows.push(row);
       }
       results.scaling = {
         case:
           simulatedMs > 0
-            ? `meta-batch 32 in 8 shards of 4; each task sleeps ${simulatedMs} ms in the worker (METATRAIN_SIMULATED_TASK_MS)`
-            : "meta-batch 32 in 8 shards of 4; sinusoid 10 shots, 5 inner steps, FOMAML, unbatched: real compute on the shared cores",
+            ? `meta-batch 32 in ${Math.ceil(32 / scalingShardSize)} shards of ${scalingShardSize}; each task sleeps ${simulatedMs} ms in the worker (METATRAIN_SIMULATED_TASK_MS)`
+            : `meta-batch 32 in ${Math.ceil(32 / scalingShardSize)} shards of ${scalingShardSize}; sinusoid 10 shots, 5 inner steps, FOMAML, unbatched: real compute on the shared cores`,
         rows,
       };
     }
