@@ -2,9 +2,10 @@
 // order, validated by the shared schema; unknown names get the nearest valid one.
 import { readFileSync } from "node:fs";
 import { parse as parseYaml } from "yaml";
-import { InvalidRunConfigError, parseRunConfig, type RunConfig } from "../contracts/config.js";
+import { RunConfigSchema, type RunConfig, type RunConfigInput } from "../contracts/config.js";
 import { PRESETS, findPreset } from "../contracts/presets.js";
 import { CliError, ExitCodes, nearest } from "./errors.js";
+import { allowedOf, leafSchema } from "./schema.js";
 
 type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
 
@@ -18,8 +19,8 @@ export function configKeys(): string[] {
       else keys.add(key);
     }
   };
-  walk(parseRunConfig({}), "");
-  walk(parseRunConfig({ task: { family: "omniglot" }, model: { kind: "omniglot-mlp" } }), "");
+  walk(RunConfigSchema.parse({}), "");
+  walk(RunConfigSchema.parse({ task: { family: "omniglot" }, model: { kind: "omniglot-mlp" } }), "");
   keys.add("task.dataDir");
   return [...keys].sort();
 }
@@ -43,20 +44,28 @@ function setPath(obj: Record<string, Json>, path: string[], value: Json): void {
 }
 
 export interface ConfigSources {
+  /** A config to start from (below preset, file and overrides), e.g. a checkpoint's. Default `{}`. */
+  base?: RunConfigInput;
   file?: string;
   preset?: string;
   set?: string[];
 }
 
+function getPath(obj: unknown, path: readonly PropertyKey[]): unknown {
+  let o = obj;
+  for (const p of path) o = o && typeof o === "object" ? (o as Record<PropertyKey, unknown>)[p] : undefined;
+  return o;
+}
+
 export function resolveConfig(src: ConfigSources): RunConfig {
-  let cfg: Record<string, Json> = {};
+  let cfg: Record<string, Json> = src.base ? (structuredClone(src.base) as Record<string, Json>) : {};
   if (src.preset) {
     const p = findPreset(src.preset);
     if (!p) {
       const near = nearest(src.preset, PRESETS.map((x) => x.name));
       throw new CliError(`unknown preset '${src.preset}'${near ? ` (did you mean '${near}'?)` : ""}`, ExitCodes.badInput, "`metatrain presets` lists them");
     }
-    cfg = structuredClone(p.config) as Record<string, Json>;
+    cfg = deepMerge(cfg, structuredClone(p.config) as Record<string, Json>);
   }
   if (src.file) {
     let text: string;
@@ -87,16 +96,42 @@ export function resolveConfig(src: ConfigSources): RunConfig {
     }
     setPath(cfg, key.split("."), parseValue(kv.slice(eq + 1)));
   }
-  try {
-    return parseRunConfig(cfg);
-  } catch (e) {
-    if (e instanceof InvalidRunConfigError) {
-      const unknown = e.problems.map((p) => /Unrecognized key: "?([^"]+)"?/.exec(p)?.[1]).filter(Boolean) as string[];
-      const hint = unknown.length ? unknown.map((u) => `'${u}'${nearest(u, keys.map((k) => k.split(".").pop()!)) ? ` (did you mean '${nearest(u, keys.map((k) => k.split(".").pop()!))}'?)` : ""}`).join(", ") : undefined;
-      throw new CliError(`invalid config: ${e.problems.join("; ")}`, ExitCodes.badInput, hint ? `unknown keys: ${hint}` : undefined);
-    }
-    throw e;
+  // Nested objects of the schema drop unknown keys silently: catch misspelt nested keys here.
+  const leafKeys = (o: Record<string, Json>, prefix: string): string[] =>
+    Object.entries(o).flatMap(([k, v]) => (v && typeof v === "object" && !Array.isArray(v) ? leafKeys(v as Record<string, Json>, `${prefix}${k}.`) : [`${prefix}${k}`]));
+  const strays = leafKeys(cfg, "").filter((k) => k.includes(".") && !keys.includes(k));
+  if (strays.length) {
+    const u = strays[0]!;
+    const near = nearest(u, keys) ?? nearest(u.split(".").pop()!, keys);
+    throw new CliError(`unknown config key '${u}'${near ? ` (did you mean '${near}'?)` : ""}`, ExitCodes.badInput, "the README's configuration reference lists every key");
   }
+  const r = RunConfigSchema.safeParse(cfg);
+  if (r.success) return r.data;
+  // One line per problem, each naming the key, the value given and what is allowed.
+  const family = (getPath(cfg, ["task", "family"]) === "omniglot" ? "omniglot" : "sinusoid") as "sinusoid" | "omniglot";
+  const problems: string[] = [];
+  const unknown: string[] = [];
+  for (const issue of r.error.issues) {
+    const key = issue.path.map(String).join(".");
+    if (issue.code === "unrecognized_keys") {
+      for (const k of issue.keys) unknown.push(key ? `${key}.${k}` : k);
+      continue;
+    }
+    const leaf = key ? leafSchema(key, family) : undefined;
+    const inner = leaf ? (leaf as unknown as { def: { type: string; innerType?: { def: { type: string } } } }) : undefined;
+    const isObject = inner && (inner.def.type === "object" || inner.def.innerType?.def.type === "object" || inner.def.innerType?.def.type === "union");
+    if (leaf && !isObject && issue.code !== "custom") {
+      problems.push(`${key}=${JSON.stringify(getPath(cfg, issue.path))} is not allowed (allowed: ${allowedOf(leaf)})`);
+    } else {
+      problems.push(`${key || "(config)"}: ${issue.message}`);
+    }
+  }
+  for (const u of unknown) {
+    const near = nearest(u, keys) ?? nearest(u.split(".").pop()!, keys);
+    problems.unshift(`unknown config key '${u}'${near ? ` (did you mean '${near}'?)` : ""}`);
+  }
+  const suggestion = unknown.length ? "the README's configuration reference lists every key" : "the README's configuration reference gives every key's allowed values";
+  throw new CliError(`invalid config: ${problems.join("; ")}`, ExitCodes.badInput, suggestion);
 }
 
 function deepMerge(a: Record<string, Json>, b: Record<string, Json>): Record<string, Json> {

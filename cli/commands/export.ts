@@ -1,0 +1,53 @@
+// `metatrain export <checkpoint> --out DIR [--json]`: the meta-learned initialisation as TensorFlow.js files (tf.io weights; a Layers model.json where possible).
+import { existsSync, readdirSync } from "node:fs";
+import { resolve } from "node:path";
+import type { Command } from "commander";
+import { CliError, ExitCodes } from "../errors.js";
+import { loadCheckpoint, loadCheckpointParams } from "../store.js";
+
+export function registerExport(program: Command): void {
+  program
+    .command("export")
+    .argument("<checkpoint>", "<store>/runs/<id>/checkpoints/latest.json, …/<iteration>/manifest.json, or a run id (METATRAIN_STORE)")
+    .description("write the meta-learned initialisation for TensorFlow.js: weights.bin + weights_manifest.json (tf.io), model.json (tf.loadLayersModel; models without batch norm) and metatrain.json")
+    .requiredOption("--out <dir>", "output directory (created; must be empty or absent unless --force)")
+    .option("--force", "write into a directory that is not empty")
+    .option("--json", "print metatrain.json's content")
+    .action(async (arg: string, opts: { out: string; force?: boolean; json?: boolean }) => {
+      const out = resolve(opts.out);
+      if (existsSync(out) && readdirSync(out).length > 0 && !opts.force) {
+        throw new CliError(`--out ${opts.out} is not empty`, ExitCodes.badInput, "choose a new directory, or pass --force to overwrite the export files in it");
+      }
+      const ckpt = await loadCheckpoint(arg);
+      const [{ selectBackend }, { modelFor }, { writeExport }, { dispose }] = await Promise.all([
+        import("../../meta/backend.js"),
+        import("../../activities/build.js"),
+        import("../export-model.js"),
+        import("../../meta/params.js"),
+      ]);
+      process.env.TF_CPP_MIN_LOG_LEVEL ??= "2"; // the native backend's INFO lines are not for CLI users
+      await selectBackend("auto", process.env);
+      const model = modelFor(ckpt.manifest.config);
+      const params = await loadCheckpointParams(ckpt);
+      let d;
+      try {
+        d = await writeExport(out, model, params, { runId: ckpt.manifest.runId, iteration: ckpt.manifest.iteration, checkpoint: ckpt.manifestUri, config: ckpt.manifest.config });
+      } finally {
+        dispose(params);
+      }
+      if (opts.json) {
+        process.stdout.write(`${JSON.stringify(d, null, 2)}\n`);
+        return;
+      }
+      const lines = [
+        `exported ${ckpt.manifestUri}`,
+        `  (run ${d.runId}, iteration ${d.iteration}, ${d.model.name}, ${d.parameters.length} parameter tensors) to ${out}:`,
+        `  ${d.files.weights} + ${d.files.weightsManifest}   tf.io weights, named as the model's parameters (tf.io.decodeWeights / tf.io.loadWeights)`,
+        d.files.layersModel
+          ? `  ${d.files.layersModel}                          tf.loadLayersModel('file://${out}/${d.files.layersModel}') (or over http in a browser)`
+          : `  (no model.json: ${d.layersModelNote})`,
+        `  metatrain.json                      the model, task, config and how to adapt it (SGD α = ${d.adaptation.innerLr}, ${d.adaptation.steps} steps)`,
+      ];
+      process.stdout.write(`${lines.join("\n")}\n`);
+    });
+}

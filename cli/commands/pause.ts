@@ -1,0 +1,12 @@
+// `metatrain pause <run> [--json]`: pause a run before its next meta-iteration (the one in flight finishes).
+import type { Command } from "commander";
+import { steer } from "../steer.js";
+
+export function registerPause(program: Command): void {
+  program
+    .command("pause")
+    .argument("<run>", "run id")
+    .description("pause a run before its next meta-iteration (the one in flight finishes)")
+    .option("--json", "print {runId, signal, iteration, iterations}")
+    .action((runId: string, opts: { json?: boolean }) => steer(runId, "pause", opts.json));
+}

