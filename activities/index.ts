@@ -1,7 +1,7 @@
 // The activities of a meta-training run as a factory over ports (a blob store, a log, the activity context); the worker wires real ones.
 import { setImmediate as yieldToEventLoop } from "node:timers/promises";
 import * as tf from "@tensorflow/tfjs";
-import { Context } from "@temporalio/activity";
+import { ApplicationFailure, CancelledFailure, Context } from "@temporalio/activity";
 import type {
   CheckpointManifest, EvaluateInput, EvaluationSummary, InitRunInput, LoadCheckpointInput, MetaTrainingActivities,
   OuterStepInput, RunShardInput, RunShardOutput, StateKeys, TaskMetricsSummary, WriteCheckpointInput, WriteCheckpointOutput,
@@ -14,6 +14,7 @@ import { allFinite, CorruptBlobError, decodeArrays, deserializeParams, dispose, 
 import { deriveSeed, Stream } from "../meta/rng.js";
 import { initialParams, meanOf, outerOptimizer } from "../meta/trainer.js";
 import { BlobCorrupt, BlobNotFound, type BlobStore } from "../storage/blobstore.js";
+import { noopMetrics, type MetricsPort } from "../telemetry/metrics.js";
 import { checkpointManifestKey, contentAddress, latestCheckpointKey, optimKey, paramsKey, shardKey } from "../storage/keys.js";
 import { BuildCache, modelFor } from "./build.js";
 import { blobMismatch, cancellation, invalidInput, nonFiniteLoss, toActivityFailure } from "./errors.js";
@@ -22,10 +23,12 @@ import { ParamsCache } from "./params-cache.js";
 export { ActivityErrorTypes } from "./errors.js";
 export { modelFor, familyFor } from "./build.js";
 
-/** What an activity needs from Temporal: heartbeats and the cancellation signal. */
+/** What an activity needs from Temporal: heartbeats, the cancellation signal and the attempt number. */
 export interface ActivityContext {
   heartbeat(details?: unknown): void;
   signal: AbortSignal;
+  /** Temporal attempt of this execution, 1 for the first (attempts above 1 are retries, for metrics). Default 1. */
+  attempt?: number;
 }
 
 export type ActivityLog = (msg: string, fields?: Record<string, unknown>) => void;
@@ -46,6 +49,12 @@ export interface ActivityDeps {
   /** Clock for manifest timestamps. Default `new Date()`. */
   now?: () => Date;
   /**
+   * Where activities report metrics (telemetry/): inner loops, shard outcomes, outer steps, run
+   * progress, checkpoints, parameter-cache lookups. Default `noopMetrics`. Evaluations and run
+   * state are reported by the workflow's sinks on the coordinator, not here (docs/observability.md).
+   */
+  metrics?: MetricsPort;
+  /**
    * Benchmarks only: sleep this many ms per task after its real work (heartbeating and honouring
    * cancellation), to stand in for GPU compute when measuring orchestration scaling. Default 0.
    */
@@ -65,7 +74,7 @@ async function simulateCompute(ms: number, ctx: ActivityContext, beat: (d: Recor
 /** The Temporal activity context, adapted to the port. */
 function temporalContext(): ActivityContext {
   const c = Context.current();
-  return { heartbeat: (d) => c.heartbeat(d), signal: c.cancellationSignal };
+  return { heartbeat: (d) => c.heartbeat(d), signal: c.cancellationSignal, attempt: c.info.attempt };
 }
 
 /** Format of checkpoint manifests (also in contracts' CheckpointManifest type). */
@@ -101,6 +110,21 @@ function isCount(n: unknown, min = 0): n is number {
   return typeof n === "number" && Number.isSafeInteger(n) && n >= min;
 }
 
+const secondsSince = (start: number): number => (performance.now() - start) / 1000;
+
+/** The `error_type` label of a failed attempt: the failure type it leaves with (BlobCorrupt, NonFiniteLoss, …), else the error's name. */
+function errorTypeOf(e: unknown): string {
+  const f = toActivityFailure(e);
+  if (f instanceof ApplicationFailure) return f.type ?? "Other";
+  return f instanceof Error ? f.name : "Other";
+}
+
+/** The algorithm label before the config is parsed (a config that fails to parse still reports). */
+function algorithmOf(raw: unknown): string {
+  const a = isObject(raw) ? raw.algorithm : undefined;
+  return typeof a === "string" ? a : "unknown";
+}
+
 /** Every activity of a run over the given ports; errors leave as typed ApplicationFailures (see errors.ts). */
 export function createActivities(deps: ActivityDeps): MetaTrainingActivities {
   const { store } = deps;
@@ -110,6 +134,7 @@ export function createActivities(deps: ActivityDeps): MetaTrainingActivities {
   const heartbeatIntervalMs = deps.heartbeatIntervalMs ?? 1000;
   const now = deps.now ?? (() => new Date());
   const simulatedTaskMs = deps.simulatedTaskMs ?? 0;
+  const metrics = deps.metrics ?? noopMetrics;
   const builds = new BuildCache();
 
   /** Decode a tensor blob; a bad checksum or layout becomes BlobCorrupt naming the key. */
@@ -143,7 +168,11 @@ export function createActivities(deps: ActivityDeps): MetaTrainingActivities {
   const cache = new ParamsCache({
     capacity: deps.paramsCacheSize ?? 4,
     load: async (key) => decodeTensors(key, await store.get(key)).params,
-    onEvict: (key) => log("params cache evicted", { key }),
+    onEvict: (key) => {
+      log("params cache evicted", { key });
+      metrics.observeParamsCacheEviction();
+    },
+    onLookup: (hit) => metrics.observeParamsCache(hit),
   });
 
   /** Write under a content address; an existing blob already holds these bytes (retries are no-ops). */
@@ -184,11 +213,36 @@ export function createActivities(deps: ActivityDeps): MetaTrainingActivities {
     }
   }
 
+  /** One shard attempt, reported as completed, failed (by error type) or cancelled, with its attempt number. */
   async function runShard(input: RunShardInput): Promise<RunShardOutput> {
-    const { runId, iteration, shardIndex, taskStart, taskEnd } = input;
     const ctx = context();
     const started = performance.now();
-    const config = parseRunConfig(input.config);
+    const attempt = ctx.attempt ?? 1;
+    const tasks = isCount(input.taskStart) && isCount(input.taskEnd) && input.taskEnd > input.taskStart ? input.taskEnd - input.taskStart : 0;
+    let algorithm = algorithmOf(input.config);
+    try {
+      const config = parseRunConfig(input.config);
+      algorithm = config.algorithm;
+      const out = await runShardAttempt(input, config, ctx, started);
+      metrics.observeShard({ algorithm, backend: out.backend, seconds: secondsSince(started), tasks, outcome: "completed", attempt });
+      return out;
+    } catch (e) {
+      const cancelled = e instanceof CancelledFailure || ctx.signal.aborted;
+      metrics.observeShard({
+        algorithm,
+        backend: backendName(),
+        seconds: secondsSince(started),
+        tasks,
+        outcome: cancelled ? "cancelled" : "failed",
+        ...(cancelled ? {} : { errorType: errorTypeOf(e) }),
+        attempt,
+      });
+      throw e;
+    }
+  }
+
+  async function runShardAttempt(input: RunShardInput, config: RunConfig, ctx: ActivityContext, started: number): Promise<RunShardOutput> {
+    const { runId, iteration, shardIndex, taskStart, taskEnd } = input;
     if (!isCount(taskStart) || !isCount(taskEnd) || taskStart >= taskEnd || taskEnd > config.metaBatchSize) {
       throw invalidInput(
         `shard ${shardIndex} has task range [${taskStart}, ${taskEnd}), outside [0, ${config.metaBatchSize})`,
@@ -205,6 +259,11 @@ export function createActivities(deps: ActivityDeps): MetaTrainingActivities {
       const tasks = Array.from({ length: taskEnd - taskStart }, (_, j) => family.task(config.seed, "train", iteration, taskStart + j));
       let lastBeat = -Infinity;
       let simulatedDone = 0;
+      // Inner-loop timing: each afterTask closes the tasks done since the previous one (one task,
+      // or a whole batch when tasks run batched over a task axis).
+      const backend = backendName();
+      let timedDone = 0;
+      let taskStarted = performance.now();
       const beat = (details: Record<string, unknown>) => {
         ctx.heartbeat({ iteration, shardIndex, ...details });
         lastBeat = performance.now();
@@ -218,22 +277,25 @@ export function createActivities(deps: ActivityDeps): MetaTrainingActivities {
         afterTask: async (done) => {
           if (simulatedTaskMs > 0) await simulateCompute((done - simulatedDone) * simulatedTaskMs, ctx, beat);
           simulatedDone = done;
+          metrics.observeTask({ algorithm: config.algorithm, backend, seconds: secondsSince(taskStarted), innerSteps: config.innerSteps, tasks: done - timedDone });
+          timedDone = done;
           beat({ tasksDone: done });
           // Let queued heartbeats go out and a cancellation request come in between tasks.
           await yieldToEventLoop();
           if (ctx.signal.aborted) throw cancellation(ctx.signal);
+          taskStarted = performance.now();
         },
       });
       sum = result.sum;
-      const metrics = summarize(result.metrics);
-      if (!summaryFinite(metrics) || !allFinite(sum)) {
+      const summary = summarize(result.metrics);
+      if (!summaryFinite(summary) || !allFinite(sum)) {
         throw nonFiniteLoss(`shard ${shardIndex} of iteration ${iteration} (tasks ${taskStart}–${taskEnd - 1})`);
       }
       // Fixed key: a retried attempt overwrites the same blob with the same bytes.
       await store.put(key, serializeParams(sum, { runId, iteration, shardIndex, taskStart, taskEnd }));
-      const seconds = (performance.now() - started) / 1000;
-      log("runShard", { runId, iteration, shardIndex, tasks: tasks.length, seconds, postLoss: metrics.postLoss });
-      return { resultKey: key, metrics, backend: backendName(), seconds };
+      const seconds = secondsSince(started);
+      log("runShard", { runId, iteration, shardIndex, tasks: tasks.length, seconds, postLoss: summary.postLoss });
+      return { resultKey: key, metrics: summary, backend, seconds };
     } finally {
       dispose(sum);
       lease.release();
@@ -242,6 +304,7 @@ export function createActivities(deps: ActivityDeps): MetaTrainingActivities {
 
   async function outerStep(input: OuterStepInput): Promise<StateKeys> {
     const { runId, iteration, shardKeys, taskCount } = input;
+    const started = performance.now();
     const config = parseRunConfig(input.config);
     if (shardKeys.length === 0) throw invalidInput(`outer step of iteration ${iteration} got no shard keys`, "pass the result keys of the shards that finished, in shard order");
     if (!isCount(taskCount, 1)) throw invalidInput(`taskCount ${taskCount} is not a positive integer`, "pass the number of tasks the given shards cover");
@@ -288,6 +351,9 @@ export function createActivities(deps: ActivityDeps): MetaTrainingActivities {
       cache.put(pKey, next);
       next = undefined;
       log("outerStep", { runId, iteration, shards: shardKeys.length, taskCount, lr, paramsKey: pKey });
+      metrics.observeOuterStep({ algorithm: config.algorithm, seconds: secondsSince(started) });
+      // The iteration is done once its state is written; the workflow's sink adds the round's losses.
+      metrics.setRunProgress({ runId, iteration: iteration + 1, iterations: config.iterations });
       return { paramsKey: pKey, optimKey: oKey };
     } finally {
       dispose(...shards, total, next);
@@ -296,15 +362,20 @@ export function createActivities(deps: ActivityDeps): MetaTrainingActivities {
   }
 
   async function writeCheckpoint({ manifest: m }: WriteCheckpointInput): Promise<WriteCheckpointOutput> {
+    const started = performance.now();
     const config = parseRunConfig(m.config);
     const manifestKey = checkpointManifestKey(m.runId, m.iteration);
     // A manifest naming missing blobs could never be resumed from: refuse to write it.
     for (const k of [m.paramsKey, m.optimKey]) if (!(await store.exists(k))) throw new BlobNotFound(k, store.describe());
     const manifest: CheckpointManifest = { format: CHECKPOINT_FORMAT, ...m, config, createdAt: now().toISOString() };
-    await store.put(manifestKey, utf8(JSON.stringify(manifest, null, 2)), { contentType: "application/json" });
+    const manifestBytes = utf8(JSON.stringify(manifest, null, 2));
+    await store.put(manifestKey, manifestBytes, { contentType: "application/json" });
     // Pointer last: whoever reads `latest` finds a complete manifest behind it.
     const pointer: LatestPointer = { manifestKey, iteration: m.iteration };
-    await store.put(latestCheckpointKey(m.runId), utf8(JSON.stringify(pointer)), { contentType: "application/json" });
+    const pointerBytes = utf8(JSON.stringify(pointer));
+    await store.put(latestCheckpointKey(m.runId), pointerBytes, { contentType: "application/json" });
+    // The parameters and optimizer state it names were written (content-addressed) by the outer step.
+    metrics.observeCheckpoint(secondsSince(started), manifestBytes.byteLength + pointerBytes.byteLength);
     log("writeCheckpoint", { runId: m.runId, iteration: m.iteration, manifestKey });
     return { manifestKey };
   }

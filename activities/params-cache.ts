@@ -22,8 +22,10 @@ export interface ParamsCacheOptions {
   capacity?: number;
   /** Reads and deserializes a key (the cache owns what it returns). */
   load: (key: string) => Promise<Params>;
-  /** Told about each eviction, for logs. */
+  /** Told about each eviction, for logs and metrics. */
   onEvict?: (key: string) => void;
+  /** Told about each `acquire`: a hit (cached, or a load already under way) or a miss (a store read), for metrics. */
+  onLookup?: (hit: boolean) => void;
 }
 
 /**
@@ -48,6 +50,7 @@ export class ParamsCache {
   /** Lease the parameters at `key`, loading them on a miss. A failed load is not cached. */
   async acquire(key: string): Promise<ParamsLease> {
     let entry = this.entries.get(key);
+    this.opts.onLookup?.(entry !== undefined);
     if (entry) {
       this.entries.delete(key);
       this.entries.set(key, entry); // most recently used

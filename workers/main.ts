@@ -5,17 +5,37 @@
 // Exit codes: 0 after a graceful shutdown (SIGTERM/SIGINT) or --help; 1 when a worker fails;
 // 2 when the Temporal server cannot be reached; 3 for a configuration error (flags, environment).
 import { existsSync, readFileSync } from "node:fs";
+import { hostname } from "node:os";
 import { fileURLToPath } from "node:url";
+import * as tf from "@tensorflow/tfjs";
 import { DefaultLogger, NativeConnection, Runtime, Worker, type LogLevel, type NativeConnectionOptions, type WorkerOptions } from "@temporalio/worker";
 import { createActivities } from "../activities/index.js";
 import { TASK_QUEUES } from "../contracts/queues.js";
 import { describeBackend, selectBackend } from "../meta/backend.js";
-import { isStoreError, openStore } from "../storage/blobstore.js";
+import { isStoreError, openStore, type BlobStore } from "../storage/blobstore.js";
+import {
+  instrumentStore,
+  metricsHostFromEnv,
+  metricsPortFromEnv,
+  metricsSinks,
+  startTelemetry,
+  storeKindOf,
+  temporalMetricsPortFromEnv,
+  temporalRuntimeTelemetry,
+  type Telemetry,
+} from "../telemetry/index.js";
 
 export type Role = "gpu" | "coordinator" | "all";
 const ROLES: readonly Role[] = ["gpu", "coordinator", "all"];
 
 export const EXIT = { ok: 0, failed: 1, connection: 2, config: 3 } as const;
+
+/**
+ * Activities a coordinator runs at once (initRun, outerStep, writeCheckpoint, loadCheckpoint). An
+ * outer step sums every shard of a round and is the heaviest of them; explicit, so that the
+ * `metatrain_activity_slots` gauge and the "in flight vs slots" panel show the real limit.
+ */
+export const COORDINATOR_ACTIVITY_SLOTS = 8;
 
 const USAGE = `usage: node --import tsx workers/main.ts [--role gpu|coordinator|all]
 
@@ -34,7 +54,12 @@ Environment:
   METATRAIN_WORKFLOW_BUNDLE        prebuilt workflow bundle (bundleWorkflowCode); default: bundle workflows/index.ts at startup
   METATRAIN_SHUTDOWN_GRACE_SECONDS how long in-flight activities may finish after SIGTERM before they are cancelled, default 25
   METATRAIN_LOG_LEVEL              Temporal SDK log level: TRACE, DEBUG, INFO (default), WARN, ERROR
-  METATRAIN_SIMULATED_TASK_MS      benchmarks only: sleep this long per task after its real work, default 0`;
+  METATRAIN_METRICS_PORT           /metrics and /healthz (metatrain and Node.js metrics), default 9464; 0 picks a free port
+  METATRAIN_TEMPORAL_METRICS_PORT  /metrics of the Temporal SDK's own metrics, default 9465
+  METATRAIN_METRICS_HOST           bind address of both metrics endpoints, default 0.0.0.0
+  METATRAIN_WORKER_NAME            the worker label on every metric series, default the host name
+  METATRAIN_SIMULATED_TASK_MS      benchmarks only: sleep this long per task after its real work, default 0
+See docs/observability.md for the metrics, the Grafana dashboard and the alerts.`;
 
 /** A flag or environment variable that is missing or wrong; the message says what to set. */
 export class WorkerConfigError extends Error {
@@ -57,6 +82,14 @@ export interface WorkerConfig {
   logLevel: LogLevel;
   /** Benchmarks only: METATRAIN_SIMULATED_TASK_MS, a fixed delay per task standing in for compute. */
   simulatedTaskMs: number;
+  /** METATRAIN_METRICS_PORT (default 9464; 0 picks a free port). */
+  metricsPort: number;
+  /** METATRAIN_TEMPORAL_METRICS_PORT (default 9465). */
+  temporalMetricsPort: number;
+  /** METATRAIN_METRICS_HOST (default 0.0.0.0). */
+  metricsHost: string;
+  /** The `worker` label on every series: METATRAIN_WORKER_NAME, else the host name (the pod name on Kubernetes). */
+  workerName: string;
 }
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -126,6 +159,23 @@ export function parseWorkerConfig(argv: readonly string[], env: Env): WorkerConf
   if (workflowBundlePath !== undefined && !existsSync(workflowBundlePath)) {
     throw new WorkerConfigError(`METATRAIN_WORKFLOW_BUNDLE=${workflowBundlePath} does not exist; build it with bundleWorkflowCode or unset it to bundle at startup`);
   }
+  let metricsPort: number;
+  let temporalMetricsPort: number;
+  try {
+    metricsPort = metricsPortFromEnv(env);
+    temporalMetricsPort = temporalMetricsPortFromEnv(env);
+  } catch (e) {
+    if (e instanceof RangeError) throw new WorkerConfigError(e.message);
+    throw e;
+  }
+  if (temporalMetricsPort === 0) {
+    // The SDK's exporter does not say which port it bound: a free-port pick would be unscrapeable.
+    throw new WorkerConfigError("METATRAIN_TEMPORAL_METRICS_PORT=0: the Temporal SDK cannot pick a free port for its metrics; set a port in 1..65535, or unset it for 9465");
+  }
+  if (metricsPort !== 0 && metricsPort === temporalMetricsPort) {
+    throw new WorkerConfigError(`METATRAIN_METRICS_PORT and METATRAIN_TEMPORAL_METRICS_PORT are both ${metricsPort}: the two endpoints need two ports`);
+  }
+
   const logLevel = (nonEmpty(env, "METATRAIN_LOG_LEVEL") ?? "INFO").toUpperCase();
   if (!["TRACE", "DEBUG", "INFO", "WARN", "ERROR"].includes(logLevel)) throw new WorkerConfigError(`METATRAIN_LOG_LEVEL="${logLevel}" must be TRACE, DEBUG, INFO, WARN or ERROR`);
 
@@ -142,6 +192,10 @@ export function parseWorkerConfig(argv: readonly string[], env: Env): WorkerConf
     shutdownGraceSeconds: positiveInt(env, "METATRAIN_SHUTDOWN_GRACE_SECONDS", 25, 0),
     simulatedTaskMs: positiveInt(env, "METATRAIN_SIMULATED_TASK_MS", 0, 0),
     logLevel: logLevel as LogLevel,
+    metricsPort,
+    temporalMetricsPort,
+    metricsHost: metricsHostFromEnv(env),
+    workerName: nonEmpty(env, "METATRAIN_WORKER_NAME") ?? hostname(),
   };
 }
 
@@ -174,7 +228,24 @@ export async function main(argv: readonly string[], env: Env): Promise<number> {
   // SIGINT/SIGTERM: the Runtime's hook calls shutdown() on every running Worker (a graceful drain:
   // polling stops, in-flight tasks get shutdownGraceTime to finish), then run() resolves and we exit 0.
   // Our own listener covers the time before the Workers run, and forces exit on a second signal.
-  Runtime.install({ logger: new DefaultLogger(cfg.logLevel), shutdownSignals: ["SIGINT", "SIGTERM"] });
+  // The Runtime also exports the Temporal SDK's own metrics (second endpoint, docs/observability.md);
+  // it is installed once, before the first connection, and binds its port at once.
+  const role = cfg.role;
+  try {
+    Runtime.install({
+      ...temporalRuntimeTelemetry(cfg.temporalMetricsPort, { host: cfg.metricsHost, globalTags: { role, worker: cfg.workerName } }),
+      logger: new DefaultLogger(cfg.logLevel),
+      shutdownSignals: ["SIGINT", "SIGTERM"],
+    });
+  } catch (e) {
+    const inUse = /address already in use|os error 98|EADDRINUSE/i.test(firstLine(e));
+    fail(
+      inUse
+        ? `Temporal SDK metrics port ${cfg.metricsHost}:${cfg.temporalMetricsPort} is in use: set METATRAIN_TEMPORAL_METRICS_PORT to a free port`
+        : `cannot start the Temporal SDK metrics endpoint on ${cfg.metricsHost}:${cfg.temporalMetricsPort} (METATRAIN_TEMPORAL_METRICS_PORT, METATRAIN_METRICS_HOST): ${firstLine(e)}`,
+    );
+    return EXIT.config;
+  }
   let running = false;
   let signals = 0;
   for (const sig of ["SIGINT", "SIGTERM"] as const) {
@@ -191,7 +262,7 @@ export async function main(argv: readonly string[], env: Env): Promise<number> {
     });
   }
 
-  let store: Awaited<ReturnType<typeof openStore>>;
+  let store: BlobStore;
   try {
     store = await openStore(cfg.storeUri, env);
   } catch (e) {
@@ -210,6 +281,27 @@ export async function main(argv: readonly string[], env: Env): Promise<number> {
   }
   say(describeBackend(backend));
 
+  // /metrics and /healthz: healthy once the Workers poll. tf.memory() is read at scrape time (every
+  // role holds tensors: the coordinator's outer step and its parameter cache too).
+  let telemetry: Telemetry;
+  try {
+    telemetry = await startTelemetry({
+      role,
+      worker: cfg.workerName,
+      env,
+      port: cfg.metricsPort,
+      host: cfg.metricsHost,
+      tfMemory: () => tf.memory(),
+      ready: () => running,
+    });
+  } catch (e) {
+    fail(`cannot serve metrics: ${firstLine(e)}`);
+    return EXIT.config;
+  }
+  telemetry.metrics.setBackend(backend.backend);
+  const sdkMetricsHost = cfg.metricsHost === "0.0.0.0" || cfg.metricsHost === "::" ? "127.0.0.1" : cfg.metricsHost.includes(":") ? `[${cfg.metricsHost}]` : cfg.metricsHost;
+  say(`metrics at ${telemetry.server.url}/metrics (healthz ${telemetry.server.url}/healthz), Temporal SDK metrics at http://${sdkMetricsHost}:${cfg.temporalMetricsPort}/metrics, worker=${cfg.workerName}`);
+
   let connection: NativeConnection;
   try {
     connection = await NativeConnection.connect({ address: cfg.address, tls: cfg.tls, ...(cfg.apiKey ? { apiKey: cfg.apiKey } : {}) });
@@ -218,12 +310,15 @@ export async function main(argv: readonly string[], env: Env): Promise<number> {
       `cannot connect to Temporal at ${cfg.address} (namespace ${cfg.namespace}, tls ${cfg.security}): ${firstLine(e)}. ` +
         `Start a local server with "temporal server start-dev", or set TEMPORAL_ADDRESS (and the TLS or API-key variables) to your cluster.`,
     );
+    await telemetry.close();
     return EXIT.connection;
   }
   say(`connected to Temporal at ${cfg.address} namespace=${cfg.namespace} tls=${cfg.security} store=${store.describe()}`);
 
   const acts = createActivities({
-    store,
+    // Every get and put timed and counted by store kind (s3, fs).
+    store: instrumentStore(store, telemetry.metrics, storeKindOf(cfg.storeUri)),
+    metrics: telemetry.metrics,
     log: activityLog,
     backendName: () => backend.backend,
     // Benchmarks only (bench/orchestration.ts): a fixed delay per task standing in for GPU compute.
@@ -232,16 +327,20 @@ export async function main(argv: readonly string[], env: Env): Promise<number> {
   const common = { connection, namespace: cfg.namespace, shutdownGraceTime: `${cfg.shutdownGraceSeconds}s` } satisfies Partial<WorkerOptions>;
   const workers: Worker[] = [];
   const queues: string[] = [];
+  /** Register a Worker's activities in flight against its slots (read at scrape time). */
+  const watch = (worker: Worker, taskQueue: string, slots: number): void => {
+    telemetry.metrics.watchWorker({ taskQueue, slots, inFlight: () => worker.getStatus().numInFlightActivities });
+  };
   try {
     if (cfg.role !== "coordinator") {
-      workers.push(
-        await Worker.create({
-          ...common,
-          taskQueue: TASK_QUEUES.gpu,
-          activities: { runShard: acts.runShard, evaluate: acts.evaluate },
-          maxConcurrentActivityTaskExecutions: cfg.gpuConcurrency,
-        }),
-      );
+      const gpu = await Worker.create({
+        ...common,
+        taskQueue: TASK_QUEUES.gpu,
+        activities: { runShard: acts.runShard, evaluate: acts.evaluate },
+        maxConcurrentActivityTaskExecutions: cfg.gpuConcurrency,
+      });
+      workers.push(gpu);
+      watch(gpu, TASK_QUEUES.gpu, cfg.gpuConcurrency);
       queues.push(TASK_QUEUES.gpu);
     }
     if (cfg.role !== "gpu") {
@@ -252,20 +351,24 @@ export async function main(argv: readonly string[], env: Env): Promise<number> {
         if (!existsSync(workflowsPath)) throw new WorkerConfigError(`the workflows module ${workflowsPath} is missing; set METATRAIN_WORKFLOW_BUNDLE to a prebuilt bundle`);
         workflows = { workflowsPath }; // bundled here, at startup
       }
-      workers.push(
-        await Worker.create({
-          ...common,
-          ...workflows,
-          taskQueue: TASK_QUEUES.coordinator,
-          activities: { initRun: acts.initRun, outerStep: acts.outerStep, writeCheckpoint: acts.writeCheckpoint, loadCheckpoint: acts.loadCheckpoint },
-        }),
-      );
+      const coordinator = await Worker.create({
+        ...common,
+        ...workflows,
+        taskQueue: TASK_QUEUES.coordinator,
+        activities: { initRun: acts.initRun, outerStep: acts.outerStep, writeCheckpoint: acts.writeCheckpoint, loadCheckpoint: acts.loadCheckpoint },
+        maxConcurrentActivityTaskExecutions: COORDINATOR_ACTIVITY_SLOTS,
+        // The workflow reports run progress, evaluations and state through these (not on replay).
+        sinks: metricsSinks(telemetry.metrics),
+      });
+      workers.push(coordinator);
+      watch(coordinator, TASK_QUEUES.coordinator, COORDINATOR_ACTIVITY_SLOTS);
       queues.push(TASK_QUEUES.coordinator);
     }
   } catch (e) {
     fail(`cannot start the ${cfg.role} worker: ${firstLine(e)}`);
     // Workers created but never run hold no tasks: nothing to drain; the process exits next.
     await connection.close().catch(() => {});
+    await telemetry.close();
     return e instanceof WorkerConfigError ? EXIT.config : EXIT.failed;
   }
 
@@ -283,6 +386,7 @@ export async function main(argv: readonly string[], env: Env): Promise<number> {
     ),
   );
   await connection.close().catch(() => {});
+  await telemetry.close();
   const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
   if (failed) {
     fail(`worker failed: ${firstLine(failed.reason)}`);

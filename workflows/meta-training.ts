@@ -7,6 +7,7 @@
 import {
   ApplicationFailure,
   CancellationScope,
+  ContinueAsNew,
   allHandlersFinished,
   condition,
   continueAsNew,
@@ -16,6 +17,7 @@ import {
   isCancellation,
   log,
   proxyActivities,
+  proxySinks,
   setHandler,
   workflowInfo,
   type ActivityOptions,
@@ -35,6 +37,14 @@ import type {
 import { InvalidRunConfigError, parseRunConfig, shardPlan, type RunConfig } from "../contracts/config.js";
 import { ErrorTypes, NON_RETRYABLE_ERROR_TYPES } from "../contracts/errors.js";
 import { TASK_QUEUES } from "../contracts/queues.js";
+import type { MetatrainSinks } from "../telemetry/sinks.js";
+
+/**
+ * Run progress, evaluations and lifecycle state go to the coordinator's metrics through sinks
+ * (telemetry/sinks.ts): fire-and-forget calls the worker runs after each activation, never during
+ * replay, and that leave nothing in the history (adding or removing one is not a determinism change).
+ */
+const { metatrainMetrics } = proxySinks<MetatrainSinks>();
 
 // ---- signals, updates, queries -------------------------------------------------------------------
 
@@ -283,6 +293,19 @@ function activityProxies(config: RunConfig) {
  * TooFewShards when a round cannot reach `failurePolicy.minShardFraction`.
  */
 export async function metaTrainingWorkflow(input: MetaTrainingInput): Promise<MetaTrainingResult> {
+  try {
+    return await metaTraining(input);
+  } catch (e) {
+    // The run's end as the dashboard's State panel shows it: continue-as-new is no end at all.
+    const runId = input?.runId;
+    if (!(e instanceof ContinueAsNew) && typeof runId === "string" && runId !== "") {
+      metatrainMetrics.state(runId, isCancellation(e) ? "cancelled" : "failed");
+    }
+    throw e;
+  }
+}
+
+async function metaTraining(input: MetaTrainingInput): Promise<MetaTrainingResult> {
   const { runId } = input;
   if (typeof runId !== "string" || runId === "") throw invalidConfig(["runId: give the run an id"]);
 
@@ -298,11 +321,16 @@ export async function metaTrainingWorkflow(input: MetaTrainingInput): Promise<Me
   /** The scope of the shard activities in flight, cancelled by `cancel`. */
   let roundScope: CancellationScope | undefined;
 
+  /** Set once the run has ended: a late signal must not report it running again. */
+  let ended = false;
   setHandler(pauseSignal, () => {
     paused = true;
+    if (!ended && !cancelling) metatrainMetrics.state(runId, "paused");
   });
   setHandler(resumeSignal, () => {
+    const was = paused;
     paused = false;
+    if (was && !ended && !cancelling) metatrainMetrics.state(runId, "running");
   });
   setHandler(cancelSignal, () => {
     cancelling = true;
@@ -383,6 +411,13 @@ export async function metaTrainingWorkflow(input: MetaTrainingInput): Promise<Me
   const startIteration = s.iteration;
   const shardCount = shardPlan(cfg).length;
 
+  /** Where the run stands, with the latest iteration's losses when there are any. */
+  const reportProgress = (): void =>
+    metatrainMetrics.progress({ runId, iteration: s.iteration, iterations: cfg.iterations, ...(s.latest ? { latest: s.latest } : {}) });
+  // A fresh run, a resumed one, or the next execution after continue-as-new: say where it stands.
+  reportProgress();
+  if (s.iteration < cfg.iterations) metatrainMetrics.state(runId, paused ? "paused" : "running");
+
   async function step<T>(name: string, fn: () => Promise<T>, fallbackType: string): Promise<T> {
     try {
       return await fn();
@@ -420,6 +455,7 @@ export async function metaTrainingWorkflow(input: MetaTrainingInput): Promise<Me
       STEP_FAILED,
     );
     s.evaluation = evaluation;
+    metatrainMetrics.evaluation({ runId, iteration: evaluation.iteration, loss: evaluation.loss, ...(evaluation.accuracy ? { accuracy: evaluation.accuracy } : {}) });
     return evaluation;
   }
 
@@ -541,6 +577,7 @@ export async function metaTrainingWorkflow(input: MetaTrainingInput): Promise<Me
     s.paramsKey = keys.paramsKey;
     s.optimKey = keys.optimKey;
     s.latest = round.metrics;
+    reportProgress();
     const last = s.iteration === cfg.iterations;
     if (last || s.iteration % cfg.checkpointEvery === 0) await checkpoint();
     if (last || (cfg.evalEvery > 0 && s.iteration % cfg.evalEvery === 0)) await evaluate();
@@ -556,8 +593,12 @@ export async function metaTrainingWorkflow(input: MetaTrainingInput): Promise<Me
   if (cancelling) {
     await checkpoint();
     log.info("cancelled", { runId, iteration: s.iteration, checkpoint: s.lastCheckpointKey });
+    ended = true;
+    metatrainMetrics.state(runId, "cancelled");
     return result(true);
   }
+  ended = true;
+  metatrainMetrics.state(runId, "finished");
   await condition(allHandlersFinished);
   return result(false);
 }

@@ -1,6 +1,7 @@
 // Test harness: worker processes (`node --import tsx workers/main.ts --role R`) started, awaited
 // until they print `worker ready`, killed on demand, and always killed when the test process ends.
 import { spawn, type ChildProcess } from "node:child_process";
+import { createServer } from "node:net";
 import { dirname, isAbsolute, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -83,7 +84,9 @@ export interface StartWorkerOptions {
   role: WorkerRole;
   /**
    * Environment on top of this process's: TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, METATRAIN_STORE,
-   * METATRAIN_BACKEND and the AWS_* variables of the store.
+   * METATRAIN_BACKEND and the AWS_* variables of the store. Unless given here, the harness sets
+   * METATRAIN_METRICS_PORT and METATRAIN_TEMPORAL_METRICS_PORT to free ports (so that several
+   * workers run side by side), METATRAIN_METRICS_HOST to 127.0.0.1 and METATRAIN_WORKER_NAME to `name`.
    */
   env: Record<string, string>;
   /** Name in logs and errors. Default `<role>-<n>`. */
@@ -102,6 +105,10 @@ export interface WorkerProcess {
   readonly name: string;
   readonly role: WorkerRole;
   readonly pid: number;
+  /** Port of its /metrics and /healthz (METATRAIN_METRICS_PORT). */
+  readonly metricsPort: number;
+  /** Port of its Temporal SDK /metrics (METATRAIN_TEMPORAL_METRICS_PORT). */
+  readonly temporalMetricsPort: number;
   /** Everything it printed so far (stdout and stderr, interleaved as received). */
   log(): string;
   /** Whether the process is still running. */
@@ -119,14 +126,52 @@ export const WORKER_READY = /worker ready/;
 
 let counter = 0;
 
-/** Start a worker process and wait until it prints `worker ready`; rejects with its log if it does not. */
+/** A free TCP port on 127.0.0.1 (bound by the OS, then released). */
+async function freePort(): Promise<number> {
+  const srv = createServer();
+  await new Promise<void>((res, rej) => srv.once("error", rej).listen(0, "127.0.0.1", () => res()));
+  const port = (srv.address() as { port: number }).port;
+  await new Promise<void>((res) => srv.close(() => res()));
+  return port;
+}
+
+/** Exit code of workers/main.ts for a configuration error (a metrics port taken is one). */
+const EXIT_CONFIG = 3;
+
+/**
+ * Start a worker process and wait until it prints `worker ready`; rejects with its log if it does not.
+ * A metrics port picked here and taken by someone else before the worker bound it is picked again.
+ */
 export async function startWorker(opts: StartWorkerOptions): Promise<WorkerProcess> {
   const name = opts.name ?? `${opts.role}-${++counter}`;
+  const portsGiven = opts.env.METATRAIN_METRICS_PORT !== undefined || opts.env.METATRAIN_TEMPORAL_METRICS_PORT !== undefined;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startWorkerOnce(opts, name);
+    } catch (e) {
+      const raced = e instanceof PortRaceError && !portsGiven && attempt < 3;
+      if (!raced) throw e;
+    }
+  }
+}
+
+class PortRaceError extends Error {}
+
+async function startWorkerOnce(opts: StartWorkerOptions, name: string): Promise<WorkerProcess> {
   const entry = opts.entry ?? process.env.METATRAIN_WORKER_ENTRY ?? "workers/main.ts";
   const script = isAbsolute(entry) ? entry : join(REPO_ROOT, entry);
-  const child = spawnTracked(process.execPath, ["--import", "tsx", script, "--role", opts.role], {
-    env: { ...process.env, ...opts.env },
-  });
+  const metricsPort = opts.env.METATRAIN_METRICS_PORT ?? String(await freePort());
+  let temporalMetricsPort = opts.env.METATRAIN_TEMPORAL_METRICS_PORT ?? String(await freePort());
+  while (temporalMetricsPort === metricsPort) temporalMetricsPort = String(await freePort());
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    METATRAIN_METRICS_HOST: "127.0.0.1",
+    METATRAIN_WORKER_NAME: name,
+    ...opts.env,
+    METATRAIN_METRICS_PORT: metricsPort,
+    METATRAIN_TEMPORAL_METRICS_PORT: temporalMetricsPort,
+  };
+  const child = spawnTracked(process.execPath, ["--import", "tsx", script, "--role", opts.role], { env });
   let text = "";
   const listeners = new Set<() => void>();
   const onData = (chunk: Buffer): void => {
@@ -163,6 +208,8 @@ export async function startWorker(opts: StartWorkerOptions): Promise<WorkerProce
     name,
     role: opts.role,
     pid: child.pid ?? -1,
+    metricsPort: Number(metricsPort),
+    temporalMetricsPort: Number(temporalMetricsPort),
     log: () => text,
     alive: () => child.exitCode === null && child.signalCode === null,
     exited,
@@ -173,6 +220,7 @@ export async function startWorker(opts: StartWorkerOptions): Promise<WorkerProce
     await waitForLog(WORKER_READY, opts.readyTimeoutMs ?? 180_000);
   } catch (e) {
     await killChild(child, "SIGKILL");
+    if (child.exitCode === EXIT_CONFIG && /port .* is in use/.test(text)) throw new PortRaceError(`worker ${name}: a metrics port was taken meanwhile:\n${text}`);
     throw e;
   }
   return worker;

@@ -34,6 +34,7 @@ import { deserializeParams, dispose } from "../../meta/params.js";
 import { sinusoidMlp } from "../../meta/models.js";
 import { sinusoidFamily } from "../../meta/tasks/sinusoid.js";
 import { LocalMetaTrainer } from "../../meta/trainer.js";
+import { metricsSinks, noopMetrics } from "../../telemetry/index.js";
 import { useCpu } from "../helpers/tf.js";
 import { skipUnlessS3Server, startS3Server, type S3TestServer } from "../harness/s3-server.js";
 import { skipUnlessTemporal, startTemporalServer, type TemporalTestServer } from "../harness/temporal.js";
@@ -184,7 +185,8 @@ describe("workflow logic on Temporal with stand-in activities", {
     nativeConnection = await NativeConnection.connect({ address: temporal.address });
     connection = await Connection.connect({ address: temporal.address });
     client = new Client({ connection, namespace: temporal.namespace });
-    const common = { connection: nativeConnection, namespace: temporal.namespace, activities };
+    // The workflow reports to metrics sinks: register no-op ones (an unregistered sink logs an error per call).
+    const common = { connection: nativeConnection, namespace: temporal.namespace, activities, sinks: metricsSinks(noopMetrics) };
     workers = [
       await Worker.create({ ...common, taskQueue: TASK_QUEUES.coordinator, workflowBundle: await workflowBundle() }),
       await Worker.create({ ...common, taskQueue: TASK_QUEUES.gpu, maxConcurrentActivityTaskExecutions: 3_000 }),
@@ -604,7 +606,7 @@ describe("meta-training orchestration on Temporal and S3", { skip: skipUnlessTem
       }
     }
     const t0 = performance.now();
-    const replays = Worker.runReplayHistories({ workflowBundle: await workflowBundle() }, histories);
+    const replays = Worker.runReplayHistories({ workflowBundle: await workflowBundle(), sinks: metricsSinks(noopMetrics) }, histories);
     let n = 0;
     for await (const r of replays) {
       assert.equal(r.error, undefined, `replay of ${r.workflowId}: ${String(r.error)}`);

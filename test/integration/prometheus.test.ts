@@ -1,7 +1,7 @@
 // Prometheus against the real thing: promtool checks config, rules and rule unit tests; a real Prometheus scrapes real /metrics endpoints while a real Temporal worker runs a probe run reporting through the MetricsPort, then every dashboard panel's PromQL must return data.
 //
-// The probe run is a stand-in for a meta-training run (the full end-to-end test with real training
-// comes with the worker wiring): a workflow on the coordinator queue fans out shard activities to
+// The probe run is a stand-in for a meta-training run (the end-to-end test with real training and
+// real worker processes is observability-e2e.test.ts): a workflow on the coordinator queue fans out shard activities to
 // `metatrain-gpu`, takes an outer step, checkpoints and evaluates, reporting through the workflow
 // sinks; its activities report through the MetricsPort and read and write an instrumented store.
 import { test, describe, before, after } from "node:test";
