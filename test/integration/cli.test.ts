@@ -94,9 +94,12 @@ describe("metatrain CLI on a real local stack", { skip: skipReason(), timeout: 6
   async function statusUntil(runId: string, pred: (s: RunStatusJson) => boolean, what: string, timeoutMs = 2 * MINUTE): Promise<RunStatusJson> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const s = await json<RunStatusJson>(["status", runId]);
-      if (pred(s)) return s;
-      if (Date.now() > deadline) assert.fail(`${runId}: ${what} not within ${timeoutMs} ms; last status ${JSON.stringify(s)}`);
+      // A run submitted by another child process may not exist yet: "no run" (exit 4) means wait.
+      const r = await cli(["status", runId, "--json"]);
+      if (r.code !== 0 && !(r.code === 4 && /no run/.test(r.err))) assert.fail(`metatrain status ${runId} --json failed (${r.code}):\n${r.err}`);
+      const s = r.code === 0 ? (JSON.parse(r.out) as RunStatusJson) : undefined;
+      if (s && pred(s)) return s;
+      if (Date.now() > deadline) assert.fail(`${runId}: ${what} not within ${timeoutMs} ms; last status ${s ? JSON.stringify(s) : r.err}`);
       await new Promise((r) => setTimeout(r, 300));
     }
   }
