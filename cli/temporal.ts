@@ -3,6 +3,7 @@
 import { readFileSync } from "node:fs";
 import { Client, Connection, NamespaceNotFoundError, WorkflowFailedError, WorkflowNotFoundError, isGrpcServiceError, type TLSConfig } from "@temporalio/client";
 import { CliError, ExitCodes, nearest } from "./errors.js";
+import { DEFAULT_TEMPORAL_ADDRESS } from "../contracts/queues.js";
 
 type Env = Readonly<Record<string, string | undefined>>;
 
@@ -17,7 +18,7 @@ export interface TemporalSettings {
 }
 
 /** Default frontend address of a local dev server. */
-export const DEFAULT_TEMPORAL_ADDRESS = "127.0.0.1:7233";
+export { DEFAULT_TEMPORAL_ADDRESS } from "../contracts/queues.js";
 
 const nonEmpty = (env: Env, name: string): string | undefined => {
   const v = env[name]?.trim();

@@ -10,7 +10,7 @@ import { fileURLToPath } from "node:url";
 import * as tf from "@tensorflow/tfjs";
 import { DefaultLogger, NativeConnection, Runtime, Worker, type LogLevel, type NativeConnectionOptions, type WorkerOptions } from "@temporalio/worker";
 import { createActivities } from "../activities/index.js";
-import { TASK_QUEUES } from "../contracts/queues.js";
+import { DEFAULT_TEMPORAL_ADDRESS, TASK_QUEUES } from "../contracts/queues.js";
 import { describeBackend, selectBackend } from "../meta/backend.js";
 import { isStoreError, openStore, type BlobStore } from "../storage/blobstore.js";
 import {
@@ -181,7 +181,7 @@ export function parseWorkerConfig(argv: readonly string[], env: Env): WorkerConf
 
   return {
     role: role as Role,
-    address: nonEmpty(env, "TEMPORAL_ADDRESS") ?? "127.0.0.1:7233",
+    address: nonEmpty(env, "TEMPORAL_ADDRESS") ?? DEFAULT_TEMPORAL_ADDRESS,
     namespace: nonEmpty(env, "TEMPORAL_NAMESPACE") ?? "default",
     storeUri,
     tls,
