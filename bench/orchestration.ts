@@ -20,7 +20,7 @@ import { defaultPayloadConverter } from "@temporalio/common";
 import type { temporal } from "@temporalio/proto";
 import { arg, log, machine, median, numArg, record } from "./common.js";
 import type { RunShardOutput } from "../contracts/activities.js";
-import type { RunConfigInput } from "../contracts/config.js";
+import type { RunConfigInput } from "../meta/run-config.js";
 import { TASK_QUEUES } from "../contracts/queues.js";
 import { metaTrainingWorkflow } from "../workflows/meta-training.js";
 import { startS3Server, type S3TestServer } from "../test/harness/s3-server.js";

@@ -18,7 +18,8 @@ const maxIterations = numArg("iterations", 70000);
 const seed = numArg("seed", 1);
 const evalTasks = numArg("eval-tasks", 600);
 const batchTasks = arg("batch", "true") === "true";
-const cfg = { algorithm: "maml" as const, innerSteps: 1, innerLr: 0.01, metaLr: 1e-3, metaBatchSize: 25, iterations: maxIterations, seed, batchTasks };
+// The old trainer took the whole meta-batch as one shard: say so, the schema's default is 5.
+const cfg = { algorithm: "maml" as const, innerSteps: 1, innerLr: 0.01, metaLr: 1e-3, metaBatchSize: 25, shardSize: 25, iterations: maxIterations, seed, batchTasks };
 const model = sinusoidMlp();
 const train = sinusoidFamily({ shots: 10 });
 const test = sinusoidFamily({ shots: 5, queryShots: 100 });
@@ -45,7 +46,7 @@ async function timedN(n: number, stepFn: () => Promise<void>, label: string): Pr
 }
 
 // --- MAML ---
-const trainer = new LocalMetaTrainer(model, train, cfg);
+const trainer = new LocalMetaTrainer({ ...cfg, task: { family: "sinusoid", shots: 10, queryShots: 10 } });
 let lastPost = NaN;
 const mamlRun = await timed(async () => {
   const r = await trainer.step();
@@ -57,8 +58,8 @@ const mamlEval = await evaluate(model, test, trainer.params, evalOpts);
 
 // --- Pretrained baseline: one network trained on all tasks jointly (no adaptation in training),
 // the same tasks per iteration, the same number of iterations, Adam 1e-3 on the mean MSE.
-let pre: Params = initialParams(model, seed);
-const opt = adam({ lr: 1e-3 });
+let pre: Params = initialParams(trainer.run);
+const opt = adam();
 let st = opt.initialState(pre);
 let pIt = 0;
 const keys = names(pre);
@@ -80,7 +81,7 @@ const baseRun = await timedN(mamlRun.iterations, async () => {
     keys.forEach((k, j) => (out[k] = acc![j]!));
     return out;
   });
-  const next = opt.apply(pre, grads, 2 * tasks.length, st);
+  const next = opt.apply(pre, grads, 2 * tasks.length, st, { metaLr: 1e-3 });
   dispose(pre, grads);
   pre = next.params;
   st = next.state;

@@ -1,10 +1,10 @@
 // Inner-loop throughput: tasks per second for one shard, per algorithm, model and backend, with
 // the shard's tasks run one by one and batched over a task axis. Side by side in one process,
 // alternating variants per repeat so machine noise hits both alike; medians reported.
-//   node --import tsx bench/throughput.ts [--backends cpu,wasm] [--repeats 3] [--shard 32] [--conv4 false]
+//   node --import tsx bench/throughput.ts [--backends cpu,wasm] [--repeats 3] [--shard 32] [--conv4 false] [--algorithms maml,anil]
 import * as tf from "@tensorflow/tfjs";
-import { createAlgorithm } from "../meta/algorithms/inner.js";
-import type { AlgorithmName } from "../meta/algorithms/types.js";
+import { LEARNERS } from "../meta/algorithms/registry.js";
+import { runnerFor } from "../meta/run-config.js";
 import { conv4, omniglotMlp, sinusoidMlp, type Model } from "../meta/models.js";
 import { dispose } from "../meta/params.js";
 import { sinusoidFamily } from "../meta/tasks/sinusoid.js";
@@ -39,16 +39,15 @@ for (const pref of backends) {
     continue;
   }
   for (const c of cases) {
-    if (c.model.name.startsWith("conv4") && backend === "wasm") {
-      rows.push({ backend, case: c.label, note: "not run: the wasm backend has no Conv2DBackpropFilter kernel" });
-      continue;
-    }
     const tasks = Array.from({ length: c.shard }, (_, i) => c.family.task(7, "train", 0, i));
     const theta = c.model.init(3);
-    for (const algorithm of ["maml", "fomaml", "reptile"] as AlgorithmName[]) {
-      const variants = [false, ...(c.model.forwardBatched ? [true] : [])];
+    const only = arg("algorithms", "").split(",").filter(Boolean);
+    for (const { name: algorithm, needs } of LEARNERS.filter((l) => !only.length || only.includes(l.name))) {
+      const variants = [false, ...(c.model.forwardBatched && needs.taskBatching ? [true] : [])];
       const times = new Map<boolean, number[]>(variants.map((v) => [v, []]));
-      const algos = new Map(variants.map((v) => [v, createAlgorithm({ algorithm, model: c.model, kind: c.family.kind, innerSteps: c.innerSteps, innerLr: c.innerLr, batchTasks: v })]));
+      // Reptile here takes plain SGD steps on the whole support set, as the numbers recorded before the learner seam did.
+      const options = algorithm === "reptile" ? { innerOptimizer: "sgd" } : undefined;
+      const algos = new Map(variants.map((v) => [v, runnerFor({ algorithm, model: c.model, kind: c.family.kind, innerSteps: c.innerSteps, innerLr: c.innerLr, batchTasks: v, ...(options ? { options } : {}) })]));
       // One untimed warm-up per variant (kernels compile, buffers allocate), then alternate.
       for (let r = -1; r < repeats; r++) {
         for (const v of variants) {

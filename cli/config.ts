@@ -2,28 +2,12 @@
 // order, validated by the shared schema; unknown names get the nearest valid one.
 import { readFileSync } from "node:fs";
 import { parse as parseYaml } from "yaml";
-import { RunConfigSchema, type RunConfig, type RunConfigInput } from "../contracts/config.js";
-import { PRESETS, findPreset } from "../contracts/presets.js";
+import { PRESETS, findPreset } from "../meta/algorithms/registry.js";
+import { RunConfigSchema, parseRunConfig, type RunConfig, type RunConfigInput } from "../meta/run-config.js";
 import { CliError, ExitCodes, nearest } from "./errors.js";
-import { allowedOf, leafSchema } from "./schema.js";
+import { allowedOf, configKeys, leafSchema } from "./schema.js";
 
 type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
-
-/** Every settable dotted key, taken from fully defaulted configs of each task family. */
-export function configKeys(): string[] {
-  const keys = new Set<string>();
-  const walk = (o: unknown, prefix: string) => {
-    for (const [k, v] of Object.entries(o as Record<string, unknown>)) {
-      const key = prefix ? `${prefix}.${k}` : k;
-      if (v && typeof v === "object" && !Array.isArray(v)) walk(v, key);
-      else keys.add(key);
-    }
-  };
-  walk(RunConfigSchema.parse({}), "");
-  walk(RunConfigSchema.parse({ task: { family: "omniglot" }, model: { kind: "omniglot-mlp" } }), "");
-  keys.add("task.dataDir");
-  return [...keys].sort();
-}
 
 /** `3` → 3, `true` → true, `[1,2]` → [1,2], anything else stays a string. */
 function parseValue(raw: string): Json {
@@ -106,9 +90,10 @@ export function resolveConfig(src: ConfigSources): RunConfig {
     throw new CliError(`unknown config key '${u}'${near ? ` (did you mean '${near}'?)` : ""}`, ExitCodes.badInput, "the README's configuration reference lists every key");
   }
   const r = RunConfigSchema.safeParse(cfg);
-  if (r.success) return r.data;
+  if (r.success) return parseRunConfig(cfg);
   // One line per problem, each naming the key, the value given and what is allowed.
-  const family = (getPath(cfg, ["task", "family"]) === "omniglot" ? "omniglot" : "sinusoid") as "sinusoid" | "omniglot";
+  const str = (v: unknown) => (typeof v === "string" ? v : undefined);
+  const choice = { task: str(getPath(cfg, ["task", "family"])), model: str(getPath(cfg, ["model", "kind"])) };
   const problems: string[] = [];
   const unknown: string[] = [];
   for (const issue of r.error.issues) {
@@ -117,7 +102,7 @@ export function resolveConfig(src: ConfigSources): RunConfig {
       for (const k of issue.keys) unknown.push(key ? `${key}.${k}` : k);
       continue;
     }
-    const leaf = key ? leafSchema(key, family) : undefined;
+    const leaf = key ? leafSchema(key, choice) : undefined;
     const inner = leaf ? (leaf as unknown as { def: { type: string; innerType?: { def: { type: string } } } }) : undefined;
     const isObject = inner && (inner.def.type === "object" || inner.def.innerType?.def.type === "object" || inner.def.innerType?.def.type === "union");
     if (leaf && !isObject && issue.code !== "custom") {

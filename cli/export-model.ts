@@ -4,7 +4,7 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import * as tf from "@tensorflow/tfjs";
-import type { RunConfig } from "../contracts/config.js";
+import type { RunConfig } from "../meta/run-config.js";
 import type { Model } from "../meta/models.js";
 import type { Params } from "../meta/params.js";
 

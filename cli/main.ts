@@ -15,10 +15,11 @@ import { registerSubmit } from "./commands/submit.js";
 import { registerWatch } from "./commands/watch.js";
 import { registerWorker } from "./commands/worker.js";
 import { ExitCodes, report, takeExitCode } from "./errors.js";
+import { LEARNERS } from "../meta/algorithms/registry.js";
 
 export function buildProgram(): Command {
   const program = new Command("metatrain")
-    .description("Distributed meta-training (MAML, first-order MAML, Reptile) on Temporal, TensorFlow.js and S3")
+    .description(`Distributed meta-training on Temporal, TensorFlow.js and S3. Learners (the config's \`algorithm\`): ${LEARNERS.map((l) => l.name).join(", ")}`)
     .version("0.1.0")
     .showHelpAfterError("(run with --help for usage)")
     .addHelpText(

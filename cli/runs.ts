@@ -2,7 +2,16 @@
 // description of the workflow, its `progress` query or its result, and the human-readable lines.
 import { defaultPayloadConverter, WorkflowFailedError, WorkflowNotFoundError, type WorkflowExecutionInfo } from "@temporalio/client";
 import type { EvaluationSummary, MetaTrainingInput, MetaTrainingResult, RunProgress, TaskMetricsSummary } from "../contracts/activities.js";
-import { RunConfigSchema, type RunConfig } from "../contracts/config.js";
+import { parseRunConfig, type RunConfig } from "../meta/run-config.js";
+
+/** The config if it parses, else null (a run's input as another client may have sent it). */
+function tryParse(raw: unknown): RunConfig | null {
+  try {
+    return parseRunConfig(raw);
+  } catch {
+    return null;
+  }
+}
 import { WORKFLOW_TYPE } from "../contracts/queues.js";
 import { progressQuery } from "../workflows/index.js";
 import { keyUri, storeUriFromEnv } from "./store.js";
@@ -84,8 +93,7 @@ export async function describeRun(s: TemporalSession, runId: string, opts: { sta
   const handle = s.client.workflow.getHandle<(input: MetaTrainingInput) => Promise<MetaTrainingResult>>(runId);
   const d = await describeExecution(s, runId);
   const input = await currentInput(s, runId);
-  const parsed = input?.config != null ? RunConfigSchema.safeParse(input.config) : undefined;
-  const config = parsed?.success ? parsed.data : null;
+  const config = input?.config != null ? tryParse(input.config) : null;
   const storeUri = storeUriFromEnv();
   const out: RunStatusJson = {
     runId,

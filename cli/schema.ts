@@ -1,35 +1,43 @@
-// The run-config schema read back at run time: each settable key's type, allowed values and default,
-// for error messages ("allowed: an integer from 1 to 1000") and the README's configuration reference.
-import { readFileSync } from "node:fs";
-import { fileURLToPath } from "node:url";
+// The run-config schema read back at run time: each settable key's type, allowed values, default and
+// meaning (the schema's own descriptions), for error messages ("allowed: an integer from 1 to 1000")
+// and the README's configuration reference. Variants (task families, model kinds, learner options)
+// come from the registries through the schema, so a new learner documents itself.
 import type { z } from "zod";
-import { RunConfigSchema, parseRunConfig } from "../contracts/config.js";
+import { RunConfigSchema } from "../meta/run-config.js";
 
 /** One settable key of the run config. */
 export interface ConfigKeyDoc {
   /** Dotted key as `--set` takes it, e.g. `task.shots`. */
   key: string;
-  /** The task family it applies to, for keys whose meaning or range depends on it. */
-  family?: "sinusoid" | "omniglot";
+  /** The variant it belongs to: a task family (`task.*`), a model kind (`model.*`) or a learner (its section). */
+  variant?: string;
   /** Allowed values in words: `integer 1–1000`, `number > 0`, `maml \| fomaml \| reptile`, `boolean`. */
   allowed: string;
   /** Default as JSON text, or `—` when the key is optional without a default. */
   default: string;
-  /** What it means (from the JSDoc in contracts/config.ts, else a short fallback). */
+  /** What it means (the schema's description). */
   meaning: string;
 }
 
-// zod 4 internals we read: def.type, def.innerType, def.checks, minValue/maxValue, options.
-type AnyZod = z.ZodType & { def: Record<string, unknown>; minValue?: number | null; maxValue?: number | null; isInt?: boolean; options?: unknown[] };
+// zod 4 internals we read: def.type, def.innerType, def.checks, def.options, def.shape.
+type AnyZod = z.ZodType & { def: Record<string, unknown>; description?: string; isInt?: boolean; options?: unknown[] };
+
+const WRAPPERS = new Set(["default", "optional", "nullable", "prefault"]);
 
 function unwrap(s: AnyZod): AnyZod {
   let cur = s;
-  for (let i = 0; i < 10; i++) {
-    const t = cur.def.type as string;
-    if (t === "default" || t === "optional" || t === "nullable" || t === "prefault") cur = cur.def.innerType as AnyZod;
-    else break;
-  }
+  for (let i = 0; i < 10 && WRAPPERS.has(cur.def.type as string); i++) cur = cur.def.innerType as AnyZod;
   return cur;
+}
+
+/** The first description found from the outside in. */
+function describe(s: AnyZod): string {
+  let cur: AnyZod | undefined = s;
+  for (let i = 0; i < 10 && cur; i++) {
+    if (cur.description) return cur.description;
+    cur = WRAPPERS.has(cur.def.type as string) ? (cur.def.innerType as AnyZod) : undefined;
+  }
+  return "";
 }
 
 const fmt = (n: number): string => (Math.abs(n) >= 1e6 && Number.isInteger(n) ? n.toLocaleString("en-US").replace(/,/g, "_") : String(n));
@@ -74,154 +82,108 @@ function shapeOf(schema: z.ZodType): Shape {
   return (unwrap(schema as AnyZod) as unknown as { shape: Shape }).shape;
 }
 
-/** The task-family variants of the `task` union, by family name. */
-function taskVariants(): Record<"sinusoid" | "omniglot", Shape> {
-  const union = unwrap(shapeOf(RunConfigSchema).task as AnyZod);
-  const out: Partial<Record<"sinusoid" | "omniglot", Shape>> = {};
-  for (const opt of union.def.options as z.ZodType[]) {
-    const shape = shapeOf(opt);
-    const fam = String((unwrap(shape.family as AnyZod).def.values as unknown[])[0]) as "sinusoid" | "omniglot";
-    out[fam] = shape;
-  }
-  return out as Record<"sinusoid" | "omniglot", Shape>;
+function typeOf(schema: z.ZodType): string {
+  return unwrap(schema as AnyZod).def.type as string;
 }
 
-/** The leaf schema of a dotted key (for the task union, the variant of `family`, default sinusoid). */
-export function leafSchema(key: string, family: "sinusoid" | "omniglot" = "sinusoid"): z.ZodType | undefined {
+/** The variants of a discriminated union, by discriminator value (e.g. `task` by family). */
+function variants(union: z.ZodType): Map<string, Shape> {
+  const u = unwrap(union as AnyZod);
+  const disc = u.def.discriminator as string;
+  const out = new Map<string, Shape>();
+  for (const opt of u.def.options as z.ZodType[]) {
+    const shape = shapeOf(opt);
+    out.set(String((unwrap(shape[disc] as AnyZod).def.values as unknown[])[0]), shape);
+  }
+  return out;
+}
+
+/** The discriminator of each union key of the config (`task` → `family`, `model` → `kind`). */
+function unions(): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const [k, s] of Object.entries(shapeOf(RunConfigSchema))) {
+    const u = unwrap(s as AnyZod);
+    if (u.def.type === "union" && typeof u.def.discriminator === "string") out.set(k, u.def.discriminator);
+  }
+  return out;
+}
+
+/** Which variant a partial config selects for each union key (default: the union's default). */
+export type VariantChoice = Record<string, string | undefined>;
+
+/**
+ * The leaf schema of a dotted key. For a union key (`task.shots`), the variant named in `choice`
+ * (e.g. `{ task: "omniglot" }`), else the first variant that has the key.
+ */
+export function leafSchema(key: string, choice: VariantChoice = {}): z.ZodType | undefined {
   const parts = key.split(".");
   let shape: Shape = shapeOf(RunConfigSchema);
+  const us = unions();
   for (let i = 0; i < parts.length; i++) {
     const p = parts[i]!;
-    if (i === 0 && p === "task" && parts.length > 1) {
-      const v = taskVariants();
-      shape = v[family][parts[1]!] ? v[family] : v[family === "sinusoid" ? "omniglot" : "sinusoid"];
-      continue;
-    }
     const s = shape[p];
     if (!s) return undefined;
     if (i === parts.length - 1) return s;
+    if (i === 0 && us.has(p)) {
+      const vs = variants(s);
+      const chosen = choice[p] !== undefined ? vs.get(choice[p]!) : undefined;
+      const next = parts[1]!;
+      shape = chosen && chosen[next] ? chosen : ([...vs.values()].find((v) => v[next]) ?? {});
+      continue;
+    }
+    if (typeOf(s) !== "object") return undefined;
     shape = shapeOf(s);
   }
   return undefined;
 }
 
-// ---- documentation ---------------------------------------------------------------------------------
-
-/** Which schema constant in contracts/config.ts holds the keys under each prefix. */
-const SCHEMA_OF_PREFIX: Record<string, string> = {
-  "": "RunConfigSchema",
-  model: "ModelSchema",
-  failurePolicy: "FailurePolicySchema",
-  timeouts: "TimeoutsSchema",
-};
-
-/** Meanings for keys the schema's source leaves without a JSDoc comment. */
-const FALLBACK_MEANING: Record<string, string> = {
-  algorithm: "`maml` (second-order MAML), `fomaml` (first-order MAML) or `reptile`.",
-  "task.family": "Task family: `sinusoid` regression (MAML §5.1) or `omniglot` N-way K-shot classification.",
-  "task.ways": "N: classes per task.",
-  "task.shots": "K: support examples per class.",
-  "task.queryShots": "Query examples per class.",
-  evalTasks: "Held-out tasks per evaluation.",
-};
-
-/** JSDoc comments of the keys of each `export const XSchema = z.object({...})` in a source file. */
-export function jsdocByKey(source: string): Map<string, Map<string, string>> {
-  const out = new Map<string, Map<string, string>>();
-  let current: Map<string, string> | undefined;
-  let pending: string[] | undefined;
-  let inComment = false;
-  let comment: string[] = [];
-  for (const line of source.split("\n")) {
-    const head = /^export const (\w+Schema) = z/.exec(line);
-    if (head) {
-      current = new Map();
-      out.set(head[1]!, current);
-      pending = undefined;
-      continue;
-    }
-    const t = line.trim();
-    if (inComment) {
-      const end = t.endsWith("*/");
-      const body = t.replace(/\*\/$/, "").replace(/^\*\s?/, "").trim();
-      if (body) comment.push(body);
-      if (end) {
-        inComment = false;
-        pending = comment;
-      }
-      continue;
-    }
-    const single = /^\/\*\*\s*(.*?)\s*\*\/$/.exec(t);
-    if (single) {
-      pending = [single[1]!];
-      continue;
-    }
-    if (t.startsWith("/**")) {
-      inComment = true;
-      comment = [];
-      const body = t.slice(3).trim();
-      if (body) comment.push(body);
-      continue;
-    }
-    const key = /^(\w+):/.exec(t);
-    if (key && current && pending) current.set(key[1]!, pending.join(" "));
-    pending = undefined;
-  }
-  return out;
-}
-
-function flatten(o: Record<string, unknown>, prefix = ""): [string, unknown][] {
-  const out: [string, unknown][] = [];
-  for (const [k, v] of Object.entries(o)) {
-    const key = prefix ? `${prefix}.${k}` : k;
-    if (v && typeof v === "object" && !Array.isArray(v)) out.push(...flatten(v as Record<string, unknown>, key));
-    else out.push([key, v]);
-  }
-  return out;
+/** The default of a leaf as JSON text, `—` when it has none. */
+function defaultOf(s: z.ZodType): string {
+  const r = (s as z.ZodType).safeParse(undefined);
+  return r.success && r.data !== undefined ? JSON.stringify(r.data) : "—";
 }
 
 /** Every settable key with allowed values, default and meaning, in schema order. */
 export function configDocs(): ConfigKeyDoc[] {
-  const source = readFileSync(fileURLToPath(new URL("../contracts/config.ts", import.meta.url)), "utf8");
-  const docs = jsdocByKey(source);
-  const variants = taskVariants();
-  const defaults = {
-    sinusoid: new Map(flatten(parseRunConfig({}) as unknown as Record<string, unknown>)),
-    omniglot: new Map(flatten(parseRunConfig({ task: { family: "omniglot" }, model: { kind: "omniglot-mlp" } }) as unknown as Record<string, unknown>)),
-  };
-  const meaningOf = (key: string, schemaName: string, leaf: string): string => {
-    const text = docs.get(schemaName)?.get(leaf) ?? FALLBACK_MEANING[key] ?? "";
-    return text.replace(/\|/g, "\\|");
-  };
   const out: ConfigKeyDoc[] = [];
-  const top = shapeOf(RunConfigSchema);
-  for (const [k, s] of Object.entries(top)) {
-    if (k === "task") {
-      for (const fam of ["sinusoid", "omniglot"] as const) {
-        const schemaName = fam === "sinusoid" ? "SinusoidTaskSchema" : "OmniglotTaskSchema";
-        for (const [leaf, ls] of Object.entries(variants[fam])) {
-          const key = `task.${leaf}`;
-          const d = defaults[fam].get(key);
-          out.push({ key, family: fam, allowed: allowedOf(ls), default: d === undefined ? (leaf === "family" ? JSON.stringify(fam) : "—") : JSON.stringify(d), meaning: meaningOf(key, schemaName, leaf) });
+  const us = unions();
+  const leaf = (key: string, s: z.ZodType, variant?: string): ConfigKeyDoc => ({
+    key,
+    ...(variant ? { variant } : {}),
+    allowed: allowedOf(s),
+    default: defaultOf(s),
+    meaning: describe(s as AnyZod).replace(/\|/g, "\\|"),
+  });
+  for (const [k, s] of Object.entries(shapeOf(RunConfigSchema))) {
+    const disc = us.get(k);
+    if (disc) {
+      for (const [name, shape] of variants(s)) {
+        for (const [lk, ls] of Object.entries(shape)) {
+          const d = leaf(`${k}.${lk}`, ls, name);
+          if (lk === disc) out.push({ ...d, default: JSON.stringify(name), meaning: d.meaning || describe(s as AnyZod).replace(/\|/g, "\\|") });
+          else out.push(d);
         }
       }
       continue;
     }
-    const inner = unwrap(s as AnyZod);
-    if ((inner.def.type as string) === "object") {
-      for (const [leaf, ls] of Object.entries(shapeOf(inner))) {
-        const key = `${k}.${leaf}`;
-        out.push({ key, allowed: allowedOf(ls), default: JSON.stringify(defaults.sinusoid.get(key)), meaning: meaningOf(key, SCHEMA_OF_PREFIX[k] ?? "", leaf) });
-      }
+    if (typeOf(s) === "object") {
+      // A learner's section is its variant: documented under its name.
+      const variant = k === "failurePolicy" || k === "timeouts" ? undefined : k;
+      for (const [lk, ls] of Object.entries(shapeOf(s))) out.push(leaf(`${k}.${lk}`, ls, variant));
       continue;
     }
-    out.push({ key: k, allowed: allowedOf(s), default: JSON.stringify(defaults.sinusoid.get(k)), meaning: meaningOf(k, "RunConfigSchema", k) });
+    out.push(leaf(k, s));
   }
   return out;
 }
 
+/** Every settable dotted key (each once, whatever its variants). */
+export function configKeys(): string[] {
+  return [...new Set(configDocs().map((d) => d.key))].sort();
+}
+
 /** The configuration reference as a Markdown table (what `npm run docs:config` puts in the README). */
 export function configReferenceMarkdown(): string {
-  const rows = configDocs().map((d) => `| \`${d.key}\`${d.family ? ` (${d.family})` : ""} | ${d.allowed.replace(/\|/g, "\\|")} | \`${d.default}\` | ${d.meaning} |`);
+  const rows = configDocs().map((d) => `| \`${d.key}\`${d.variant ? ` (${d.variant})` : ""} | ${d.allowed.replace(/\|/g, "\\|")} | \`${d.default}\` | ${d.meaning} |`);
   return ["| key | allowed | default | meaning |", "|---|---|---|---|", ...rows].join("\n");
 }

@@ -3,7 +3,7 @@
 import { isAbsolute, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import type { CheckpointManifest } from "../contracts/activities.js";
-import { parseRunConfig } from "../contracts/config.js";
+import { parseRunConfig, type RunConfig } from "../meta/run-config.js";
 import type { Params } from "../meta/params.js";
 import { isStoreError, openStore, type BlobStore } from "../storage/blobstore.js";
 import { RUN_ID_PATTERN, checkpointManifestKey, latestCheckpointKey } from "../storage/keys.js";
@@ -96,7 +96,8 @@ export async function openCliStore(uri: string, env: Env = process.env): Promise
 export interface LoadedCheckpoint {
   ref: CheckpointRef;
   store: BlobStore;
-  manifest: CheckpointManifest;
+  /** Its config parsed by the full schema. */
+  manifest: CheckpointManifest & { config: RunConfig };
   manifestKey: string;
   /** The manifest's full URI. */
   manifestUri: string;
@@ -147,7 +148,7 @@ export async function loadCheckpoint(arg: string, env: Env = process.env): Promi
   } catch (e) {
     throw new CliError(`the checkpoint ${keyUri(ref.storeUri, manifestKey)} holds an invalid config: ${(e as Error).message}`, ExitCodes.failure);
   }
-  const manifest = { ...(doc as unknown as CheckpointManifest), config };
+  const manifest: CheckpointManifest & { config: RunConfig } = { ...(doc as unknown as CheckpointManifest), config };
   return { ref, store, manifest, manifestKey, manifestUri: keyUri(ref.storeUri, manifestKey) };
 }
 

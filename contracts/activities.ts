@@ -1,14 +1,22 @@
 // The JSON that activities take and return. Storage keys travel, tensors never do (Temporal's
 // payload limit is 2 MB); every key is derived deterministically so a retry writes the same one.
-import type { RunConfig } from "./config.js";
+import type { RunConfigJson as RunConfig } from "./config.js";
 
-/** Mean metrics over a set of tasks (accuracy only for classification). */
-export interface TaskMetricsSummary {
-  tasks: number;
+/**
+ * Query-set loss (and accuracy, for classification) before and after adaptation: the one metrics
+ * type of the project — per task in meta/, per shard or iteration as means (TaskMetricsSummary),
+ * per iteration in telemetry/.
+ */
+export interface AdaptationMetrics {
   preLoss: number;
   postLoss: number;
   preAccuracy?: number;
   postAccuracy?: number;
+}
+
+/** Mean metrics over a set of tasks (accuracy only for classification). */
+export interface TaskMetricsSummary extends AdaptationMetrics {
+  tasks: number;
 }
 
 export interface InitRunInput {
@@ -91,12 +99,24 @@ export interface EvaluationSummary {
   loss: MeanCI;
   accuracy?: MeanCI;
   /** `transductive` when batch norm uses query-batch statistics. */
-  batchNorm: "none" | "transductive";
+  batchNorm: "none" | "transductive" | "per-example";
 }
 
 export interface LoadCheckpointInput {
   /** A manifest key, or a run's `latest` pointer key, in the worker's store. */
   key: string;
+  /** The config to resume with (raw); absent or null: the checkpoint's own. */
+  requested?: unknown;
+}
+
+/** A checkpoint's manifest (its config parsed) and what resuming it with the requested config would do. */
+export interface LoadCheckpointOutput extends CheckpointManifest {
+  resume: {
+    /** The requested config, parsed and defaulted (the checkpoint's when none was requested). */
+    config: RunConfig;
+    /** Why the checkpoint cannot continue under it; empty when it can. */
+    problems: string[];
+  };
 }
 
 /**
@@ -115,7 +135,7 @@ export interface MetaTrainingActivities {
   /** GPU: evaluate parameters on held-out tasks. */
   evaluate(input: EvaluateInput): Promise<EvaluationSummary>;
   /** Coordinator: read and validate a checkpoint manifest (for resume-from-checkpoint). */
-  loadCheckpoint(input: LoadCheckpointInput): Promise<CheckpointManifest>;
+  loadCheckpoint(input: LoadCheckpointInput): Promise<LoadCheckpointOutput>;
 }
 
 /** Workflow input. `resumeFrom` starts from a stored checkpoint; `state` carries continue-as-new. */

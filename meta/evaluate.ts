@@ -1,17 +1,15 @@
-// Evaluation on held-out tasks: fine-tune from the meta-learned initialisation for a number of
-// test-time inner steps, report the query loss (and accuracy) as mean with a 95% confidence interval.
+// Evaluation on held-out tasks: a learner adapts to each task's support set its own way and the
+// query loss (and accuracy) is reported as a mean with a 95% confidence interval. `evaluate` is
+// the MAML family's rule (plain SGD fine-tuning from the meta-learned initialisation).
 import * as tf from "@tensorflow/tfjs";
+import { disposeEpisode, episodeOf, sgdStep, supportLoss, type Episode } from "./algorithms/episodes.js";
 import type { Model } from "./models.js";
 import { names, type Params } from "./params.js";
-import { accuracy, disposeExamples, stackExamples, taskLoss, taskLosses, toTensors, type ExampleTensors } from "./losses.js";
+import { accuracy, taskLosses } from "./losses.js";
 import type { TaskFamily, TaskSplit } from "./tasks/types.js";
 
 /** Mean and half-width of its 95% confidence interval (normal approximation, 1.96·s/√n). */
-export interface MeanCI {
-  mean: number;
-  ci95: number;
-  n: number;
-}
+export type MeanCI = import("../contracts/activities.js").MeanCI;
 
 export function meanCI(xs: readonly number[]): MeanCI {
   const n = xs.length;
@@ -25,7 +23,7 @@ export function meanCI(xs: readonly number[]): MeanCI {
 export interface EvaluateOptions {
   /** Held-out tasks (papers: 600 for Omniglot, 100 points × 600 for sinusoid). Default 600. */
   tasks?: number;
-  /** Step counts at which to measure, e.g. [0, 1, 5, 10]; 0 is the unadapted initialisation. Default [innerSteps]. */
+  /** Step counts at which to measure, e.g. [0, 1, 5, 10]; 0 is the unadapted initialisation. */
   steps: number[];
   /** Test-time SGD step size α. */
   innerLr: number;
@@ -34,12 +32,12 @@ export interface EvaluateOptions {
   /** Default `test`. */
   split?: TaskSplit;
   /**
-   * Tasks fine-tuned at once over a task axis, when the model has a batched forward (MLPs).
-   * Each task still gets its own copy of the parameters and its own batch-norm statistics, so
-   * results equal one-by-one evaluation up to float rounding. Default 50; 1 disables batching.
+   * Tasks fine-tuned at once over a task axis, when the model has a batched forward (MLPs) and the
+   * learner allows it. Each task still gets its own copy of the parameters and its own batch-norm
+   * statistics, so results equal one-by-one evaluation up to float rounding. Default 50; 1 disables.
    */
   batch?: number;
-  /** Called after each task with the count done (progress). */
+  /** Called after each chunk of tasks with the count done (progress). */
   onTask?: (done: number, total: number) => void;
 }
 
@@ -47,59 +45,47 @@ export interface EvaluationResult {
   family: string;
   model: string;
   split: TaskSplit;
-  /** Batch norm statistics mode: `transductive` (query-batch statistics) or `none`. */
-  batchNorm: Model["batchNorm"];
+  /** Batch norm statistics mode: `transductive` (query-batch statistics), `per-example`, or `none`. */
+  batchNorm: Model["batchNorm"] | "per-example";
   results: { steps: number; loss: MeanCI; accuracy?: MeanCI }[];
 }
 
-export async function evaluate(model: Model, family: TaskFamily, params: Params, o: EvaluateOptions): Promise<EvaluationResult> {
+/**
+ * A learner's test-time rule for one episode: adapt from `params` and call `record(step, outputs)`
+ * with the query outputs ([n, k], or [T, n, k] when batched) after each step count in `steps`
+ * (sorted, distinct). Runs inside a tidy.
+ */
+export type AdaptAndMeasure = (e: Episode, params: Params, steps: readonly number[], record: (step: number, queryOutputs: tf.Tensor) => void) => void;
+
+/** Evaluate with a learner's own adaptation rule. `batchable`: whether `adapt` handles task-batched episodes. */
+export async function evaluateWith(
+  model: Model,
+  family: TaskFamily,
+  params: Params,
+  o: Omit<EvaluateOptions, "innerLr">,
+  adapt: AdaptAndMeasure,
+  opts: { batchable: boolean; batchNorm?: EvaluationResult["batchNorm"] } = { batchable: true },
+): Promise<EvaluationResult> {
   const total = o.tasks ?? 600;
   const split = o.split ?? "test";
   const stepsWanted = [...new Set(o.steps)].sort((a, b) => a - b);
-  const maxSteps = stepsWanted[stepsWanted.length - 1] ?? 0;
   const losses = new Map<number, number[]>(stepsWanted.map((s) => [s, []]));
   const accs = new Map<number, number[]>(stepsWanted.map((s) => [s, []]));
-  const keys = names(params);
   const cls = family.kind === "classification";
-  const batch = model.forwardBatched ? Math.max(1, o.batch ?? 50) : 1;
+  const batch = model.forwardBatched && opts.batchable ? Math.max(1, o.batch ?? 50) : 1;
   for (let start = 0; start < total; start += batch) {
     const count = Math.min(batch, total - start);
     const tasks = Array.from({ length: count }, (_, j) => family.task(o.seed, split, 0, start + j));
-    const batched = batch > 1;
-    const toT = (which: "support" | "query"): ExampleTensors =>
-      batched ? stackExamples(tasks.map((t) => t[which]), family.kind, model.outputs) : toTensors(tasks[0]![which], family.kind, model.outputs);
-    const s = toT("support");
-    const q = toT("query");
-    const forward = (p: Params, x: tf.Tensor) => (batched ? model.forwardBatched!(p, x) : model.forward(p, x));
+    const e = episodeOf(tasks, model, family.kind, batch > 1);
     try {
-      tf.tidy(() => {
-        let phi: Params = params;
-        if (batched) {
-          phi = {};
-          for (const k of keys) phi[k] = tf.tile(tf.expandDims(params[k]!, 0), [count, ...params[k]!.shape.map(() => 1)]);
-        }
-        for (let step = 0; step <= maxSteps; step++) {
-          if (losses.has(step)) {
-            const out = forward(phi, q.x);
-            losses.get(step)!.push(...taskLosses(family.kind, out, q.y).dataSync());
-            if (cls) accs.get(step)!.push(...accuracy(out, q.labels!).dataSync());
-          }
-          if (step === maxSteps) break;
-          const cur = phi;
-          // The loss sums per-task means, so each task's gradient is its own.
-          const g = tf.grads((...v: tf.Tensor[]) => {
-            const p: Params = {};
-            keys.forEach((k, j) => (p[k] = v[j]!));
-            return taskLoss(family.kind, forward(p, s.x), s.y);
-          })(keys.map((k) => cur[k]!));
-          const next: Params = {};
-          keys.forEach((k, j) => (next[k] = tf.sub(cur[k]!, tf.mul(g[j]!, o.innerLr))));
-          phi = next;
-        }
-      });
+      tf.tidy(() =>
+        adapt(e, params, stepsWanted, (step, out) => {
+          losses.get(step)?.push(...taskLosses(family.kind, out, e.query.y).dataSync());
+          if (cls) accs.get(step)?.push(...accuracy(out, e.query.labels!).dataSync());
+        }),
+      );
     } finally {
-      disposeExamples(s);
-      disposeExamples(q);
+      disposeEpisode(e);
     }
     o.onTask?.(start + count, total);
     // Let timers and I/O run between chunks on long evaluations.
@@ -109,11 +95,34 @@ export async function evaluate(model: Model, family: TaskFamily, params: Params,
     family: family.name,
     model: model.name,
     split,
-    batchNorm: model.batchNorm,
+    batchNorm: opts.batchNorm ?? model.batchNorm,
     results: stepsWanted.map((st) => ({
       steps: st,
       loss: meanCI(losses.get(st)!),
       ...(cls ? { accuracy: meanCI(accs.get(st)!) } : {}),
     })),
   };
+}
+
+/**
+ * Test-time SGD on the parameters named `adaptable` (default: all), measuring after each wanted step:
+ * the MAML family's rule, shared by learners that adapt by plain gradient steps.
+ */
+export function sgdAdaptation(lr: number, adaptable?: readonly string[]): AdaptAndMeasure {
+  return (e, params, steps, record) => {
+    const maxSteps = steps[steps.length - 1] ?? 0;
+    let phi = e.expand(params);
+    const keys = adaptable ?? names(params);
+    for (let step = 0; step <= maxSteps; step++) {
+      if (steps.includes(step)) record(step, e.forward(phi, e.query.x));
+      if (step === maxSteps) break;
+      // The loss sums per-task means, so each task's gradient is its own.
+      phi = sgdStep(keys, phi, supportLoss(e), lr);
+    }
+  };
+}
+
+/** Evaluate `params` on `family` by SGD fine-tuning at `o.innerLr` (the MAML family's test-time rule). */
+export function evaluate(model: Model, family: TaskFamily, params: Params, o: EvaluateOptions): Promise<EvaluationResult> {
+  return evaluateWith(model, family, params, o, sgdAdaptation(o.innerLr));
 }

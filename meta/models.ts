@@ -1,7 +1,9 @@
 // Functional models: parameters are an explicit named map, so inner loops can differentiate
 // through updated copies of them (MAML) and whole batches of tasks can carry their own copies.
 import * as tf from "@tensorflow/tfjs";
+import { z } from "zod";
 import { Rng } from "./rng.js";
+import type { TaskKind } from "./tasks/types.js";
 import type { Params } from "./params.js";
 
 /**
@@ -29,6 +31,20 @@ export interface Model {
    * [T, n, ...inputShape]; returns [T, n, outputs]. Present only where it is implemented (MLPs).
    */
   forwardBatched?(params: Params, x: tf.Tensor): tf.Tensor;
+  /**
+   * Optional split into a body (features) and a head (the final linear layer), for learners that
+   * adapt the head only (ANIL): `forward(p, x)` equals `head(p, body(p, x))`.
+   */
+  split?: ModelSplit;
+}
+
+/** A model as body and head; `headKeys` name the head's parameters, the rest are the body's. */
+export interface ModelSplit {
+  readonly headKeys: readonly string[];
+  /** Features [n, d] for inputs [n, ...inputShape] (batch norm, if any, over this batch). */
+  body(params: Params, x: tf.Tensor): tf.Tensor;
+  /** Outputs [n, outputs] from features [n, d]. */
+  head(params: Params, features: tf.Tensor): tf.Tensor;
 }
 
 /** Uniform(±bound) tensor of the given shape from an explicit RNG (deterministic everywhere). */
@@ -65,9 +81,9 @@ export function mlp(opts: MlpOptions): Model {
   const inputShape = opts.inputShape ?? [sizes[0]!];
   const inFeatures = sizes[0]!;
 
-  function body(params: Params, h: tf.Tensor, batched: boolean): tf.Tensor {
+  function body(params: Params, h: tf.Tensor, batched: boolean, upTo = layers): tf.Tensor {
     // Unbatched h is [n, features]; batched h is [T, n, features] with weights [T, in, out].
-    for (let l = 0; l < layers; l++) {
+    for (let l = 0; l < upTo; l++) {
       const w = params[`dense${l}/kernel`]!;
       const b = params[`dense${l}/bias`]!;
       h = batched ? tf.add(tf.matMul(h, w), tf.expandDims(b, 1)) : tf.add(tf.matMul(h, w), b);
@@ -111,6 +127,11 @@ export function mlp(opts: MlpOptions): Model {
     forwardBatched(params: Params, x: tf.Tensor): tf.Tensor {
       return body(params, tf.reshape(x, [x.shape[0]!, x.shape[1]!, inFeatures]), true);
     },
+    split: {
+      headKeys: [`dense${layers - 1}/kernel`, `dense${layers - 1}/bias`],
+      body: (params, x) => body(params, tf.reshape(x, [x.shape[0]!, inFeatures]), false, layers - 1),
+      head: (params, f) => tf.add(tf.matMul(f, params[`dense${layers - 1}/kernel`]!), params[`dense${layers - 1}/bias`]!),
+    },
   };
 }
 
@@ -146,7 +167,7 @@ export function conv4(opts: Conv4Options): Model {
     w = mode === "maxpool" ? Math.floor(w / 2) : Math.ceil(w / 2);
   }
   if (h < 1 || w < 1) throw new Error(`conv4: input ${inputShape} is too small for 4 downsamplings`);
-  const features = mode === "maxpool" ? h * w * filters : filters;
+  const featureCount = mode === "maxpool" ? h * w * filters : filters;
 
   return {
     name: `conv4-${filters}-${mode}${bn ? "-bn" : ""}`,
@@ -167,24 +188,32 @@ export function conv4(opts: Conv4Options): Model {
         }
         cin = filters;
       }
-      const bound = 1 / Math.sqrt(features);
-      p["dense/kernel"] = uniformTensor(rng, [features, opts.outputs], bound);
+      const bound = 1 / Math.sqrt(featureCount);
+      p["dense/kernel"] = uniformTensor(rng, [featureCount, opts.outputs], bound);
       p["dense/bias"] = uniformTensor(rng, [opts.outputs], bound);
       return p;
     },
     forward(params: Params, x: tf.Tensor): tf.Tensor {
-      let a = tf.reshape(x, [x.shape[0]!, h0, w0, c0]) as tf.Tensor4D;
-      for (let l = 0; l < 4; l++) {
-        const k = params[`conv${l}/kernel`] as tf.Tensor4D;
-        a = tf.add(tf.conv2d(a, k, mode === "maxpool" ? 1 : 2, "same"), params[`conv${l}/bias`]!) as tf.Tensor4D;
-        if (bn) a = batchNorm(a, params[`bn${l}/gamma`]!, params[`bn${l}/beta`]!, [0, 1, 2]) as tf.Tensor4D;
-        a = tf.relu(a);
-        if (mode === "maxpool") a = tf.maxPool(a, 2, 2, "valid");
-      }
-      const flat = mode === "maxpool" ? tf.reshape(a, [a.shape[0], features]) : tf.mean(a, [1, 2]);
-      return tf.add(tf.matMul(flat as tf.Tensor2D, params["dense/kernel"] as tf.Tensor2D), params["dense/bias"]!);
+      return head(params, features(params, x));
     },
+    split: { headKeys: ["dense/kernel", "dense/bias"], body: (p, x) => features(p, x), head: (p, f) => head(p, f) },
   };
+
+  function features(params: Params, x: tf.Tensor): tf.Tensor {
+    let a = tf.reshape(x, [x.shape[0]!, h0, w0, c0]) as tf.Tensor4D;
+    for (let l = 0; l < 4; l++) {
+      const k = params[`conv${l}/kernel`] as tf.Tensor4D;
+      a = tf.add(tf.conv2d(a, k, mode === "maxpool" ? 1 : 2, "same"), params[`conv${l}/bias`]!) as tf.Tensor4D;
+      if (bn) a = batchNorm(a, params[`bn${l}/gamma`]!, params[`bn${l}/beta`]!, [0, 1, 2]) as tf.Tensor4D;
+      a = tf.relu(a);
+      if (mode === "maxpool") a = tf.maxPool(a, 2, 2, "valid");
+    }
+    return mode === "maxpool" ? tf.reshape(a, [a.shape[0], featureCount]) : tf.mean(a, [1, 2]);
+  }
+
+  function head(params: Params, f: tf.Tensor): tf.Tensor {
+    return tf.add(tf.matMul(f as tf.Tensor2D, params["dense/kernel"] as tf.Tensor2D), params["dense/bias"]!);
+  }
 }
 
 /** The MAML paper's sinusoid regressor: 1-40-40-1 with ReLU. */
@@ -193,3 +222,58 @@ export const sinusoidMlp = (): Model => mlp({ sizes: [1, 40, 40, 1] });
 /** The MAML paper's Omniglot MLP: 784-256-128-64-64-N with batch norm and ReLU. */
 export const omniglotMlp = (ways: number, batchNorm = true): Model =>
   mlp({ sizes: [784, 256, 128, 64, 64, ways], batchNorm, inputShape: [28, 28, 1] });
+
+// ---- registry entries --------------------------------------------------------------------------
+
+/** A model kind as a run config names it: its options (`model.*`), what it fits, how it is built. */
+export interface ModelSpec<O extends { kind: string } = { kind: string }> {
+  readonly kind: string;
+  /** `model.*` options with defaults; must include `kind: z.literal(kind)`. */
+  readonly schema: z.ZodObject;
+  /** One line for the docs. */
+  readonly summary: string;
+  /** Task kinds (and input shapes, checked at build) it fits. */
+  readonly fits: readonly TaskKind[];
+  /** The model splits into a body and a head (`Model.split`), as ANIL needs. */
+  readonly headSplit?: boolean;
+  /** Why a family does not fit, or undefined (e.g. an MLP of 784 inputs for 28×28 images only). */
+  mismatch?(family: { name: string; kind: TaskKind; inputShape: readonly number[] }): string | undefined;
+  build(options: O, family: { inputShape: readonly number[]; outputs: number }): Model;
+}
+
+export const sinusoidMlpSpec: ModelSpec<{ kind: "sinusoid-mlp" }> = {
+  kind: "sinusoid-mlp",
+  schema: z.object({ kind: z.literal("sinusoid-mlp").describe("1-40-40-1 ReLU MLP (MAML §5.1).") }),
+  summary: "1-40-40-1 ReLU MLP (MAML §5.1)",
+  fits: ["regression"],
+  headSplit: true,
+  build: () => sinusoidMlp(),
+};
+
+export const omniglotMlpSpec: ModelSpec<{ kind: "omniglot-mlp"; batchNorm: boolean }> = {
+  kind: "omniglot-mlp",
+  schema: z.object({
+    kind: z.literal("omniglot-mlp").describe("784-256-128-64-64-N ReLU MLP with batch norm (MAML §5.2)."),
+    batchNorm: z.boolean().default(true).describe("Batch norm (transductive: batch statistics) after each hidden layer."),
+  }),
+  summary: "784-256-128-64-64-N ReLU MLP with batch norm (MAML §5.2)",
+  fits: ["classification"],
+  headSplit: true,
+  mismatch: (f) => (f.inputShape.reduce((a, b) => a * b, 1) !== 784 ? `omniglot-mlp takes 28×28 inputs; ${f.name} has [${f.inputShape}]` : undefined),
+  build: (o, f) => omniglotMlp(f.outputs, o.batchNorm),
+};
+
+export const conv4Spec: ModelSpec<{ kind: "conv4"; batchNorm: boolean; downsample: "maxpool" | "stride"; filters: number }> = {
+  kind: "conv4",
+  schema: z.object({
+    kind: z.literal("conv4").describe("4 × [3×3 conv, batch norm, ReLU, downsample] + linear (Vinyals et al.; MAML, Reptile)."),
+    batchNorm: z.boolean().default(true).describe("Batch norm (transductive: batch statistics) after each convolution."),
+    downsample: z.enum(["maxpool", "stride"]).default("stride").describe("conv4 downsampling: 2×2 max-pool or stride-2 convolutions."),
+    filters: z.number().int().min(1).max(1024).default(64).describe("conv4 filters per layer."),
+  }),
+  summary: "4 × [3×3 conv, batch norm, ReLU, downsample] + linear (Vinyals et al.; MAML, Reptile)",
+  fits: ["classification"],
+  headSplit: true,
+  // Pass every option explicitly: conv4's own defaults differ from the schema's.
+  build: (o, f) => conv4({ inputShape: [...f.inputShape], outputs: f.outputs, filters: o.filters, downsample: o.downsample, batchNorm: o.batchNorm }),
+};

@@ -1,21 +1,20 @@
-// Outer-loop updates with state that serializes to bytes: Adam for (FO)MAML (Kingma & Ba 2015,
-// Alg. 1) and Reptile's interpolation θ ← θ + ε·mean(φ − θ) with ε linearly annealed to 0
-// (Nichol et al. 2018, Alg. 2 and §6).
+// Outer-loop updates with state that serializes to bytes: the interface every learner's outer step
+// implements, and Adam (Kingma & Ba 2015, Alg. 1), which most learners use on their meta-gradients.
+// Schedules (Reptile's annealed ε) belong to the learner that defines them.
 import * as tf from "@tensorflow/tfjs";
 import { decodeArrays, encodeArrays, names, type Params } from "./params.js";
 
 /** What an outer optimizer carries between meta-iterations, as plain data. */
 export interface OuterState {
-  kind: "adam" | "reptile";
+  /** Which optimizer wrote it, e.g. `adam`, `reptile`: a learner refuses state of another kind. */
+  kind: string;
   /** Outer steps taken so far. */
   step: number;
-  /** Adam moments as flat arrays (absent for Reptile). */
+  /** Adam moments as flat arrays (absent for stateless updates such as Reptile's). */
   moments?: { name: string; shape: number[]; m: Float32Array; v: Float32Array }[];
 }
 
 export interface AdamOptions {
-  /** Meta learning rate β (MAML paper: 1e-3). */
-  lr: number;
   /** Default 0.9. */
   beta1?: number;
   /** Default 0.999. */
@@ -24,26 +23,21 @@ export interface AdamOptions {
   epsilon?: number;
 }
 
-export interface ReptileOuterOptions {
-  /** Initial meta step size ε₀ (Reptile paper, Omniglot: 1.0). */
-  metaLr: number;
-  /** Total outer iterations T; ε_t = ε₀ · (1 − t/T). */
-  totalIterations: number;
-  /** Anneal linearly to zero (default true), else keep ε₀ throughout. */
-  anneal?: boolean;
-}
-
 /**
- * One outer step. `sum` is the sum over `count` tasks of meta-gradients or deltas; the step uses
- * their mean. Returns new parameters and state; inputs are left untouched (the caller disposes).
+ * One outer step. `sum` is the sum over `count` tasks of what each contributed (meta-gradients,
+ * deltas); the step uses their mean. `metaLr` is the run's base rate (the config's, or one set by
+ * `setMetaLr`); a schedule, if any, is the optimizer's own. Returns new parameters and state;
+ * inputs are left untouched (the caller disposes).
  */
 export interface OuterOptimizer {
-  readonly kind: OuterState["kind"];
+  readonly kind: string;
   initialState(params: Params): OuterState;
-  apply(params: Params, sum: Params, count: number, state: OuterState, opts?: { lr?: number }): { params: Params; state: OuterState };
+  apply(params: Params, sum: Params, count: number, state: OuterState, opts: { metaLr: number }): { params: Params; state: OuterState };
+  /** The step size the next `apply` would use at `state` (for logs and metrics). */
+  stepSize(state: OuterState, metaLr: number): number;
 }
 
-export function adam(o: AdamOptions): OuterOptimizer {
+export function adam(o: AdamOptions = {}): OuterOptimizer {
   const b1 = o.beta1 ?? 0.9;
   const b2 = o.beta2 ?? 0.999;
   const eps = o.epsilon ?? 1e-8;
@@ -59,8 +53,9 @@ export function adam(o: AdamOptions): OuterOptimizer {
         }),
       };
     },
-    apply(params, sum, count, state, opts = {}) {
-      const lr = opts.lr ?? o.lr;
+    stepSize: (_state, metaLr) => metaLr,
+    apply(params, sum, count, state, { metaLr: lr }) {
+      if (state.kind !== "adam") throw new Error(`optimizer state is of kind '${state.kind}', not adam: it was written by another learner`);
       const t = state.step + 1;
       const byName = new Map((state.moments ?? []).map((m) => [m.name, m]));
       const out: Params = {};
@@ -87,27 +82,6 @@ export function adam(o: AdamOptions): OuterOptimizer {
   };
 }
 
-/** ε_t for Reptile's outer step at 0-based iteration t. */
-export function reptileStepSize(o: ReptileOuterOptions, t: number): number {
-  if (o.anneal === false) return o.metaLr;
-  return o.metaLr * Math.max(0, 1 - t / o.totalIterations);
-}
-
-export function reptileOuter(o: ReptileOuterOptions): OuterOptimizer {
-  return {
-    kind: "reptile",
-    initialState: () => ({ kind: "reptile", step: 0 }),
-    apply(params, sum, count, state, opts = {}) {
-      const eps = opts.lr ?? reptileStepSize(o, state.step);
-      const out: Params = {};
-      for (const name of names(params)) {
-        out[name] = tf.tidy(() => tf.add(params[name]!, tf.mul(tf.div(sum[name]!, count), eps)));
-      }
-      return { params: out, state: { kind: "reptile", step: state.step + 1 } };
-    },
-  };
-}
-
 /** State to bytes, in the checksummed tensor-blob format of params.ts. */
 export function serializeState(s: OuterState): Uint8Array {
   const entries = (s.moments ?? []).flatMap((m) => [
@@ -120,9 +94,9 @@ export function serializeState(s: OuterState): Uint8Array {
 /** Inverse of serializeState; throws CorruptBlobError on a bad checksum. */
 export function deserializeState(bytes: Uint8Array): OuterState {
   const { tensors, meta } = decodeArrays(bytes);
-  const { kind, step } = meta as { kind: OuterState["kind"]; step: number };
-  if (kind !== "adam" && kind !== "reptile") throw new Error(`unknown optimizer state kind '${String(kind)}'`);
-  if (kind === "reptile") return { kind, step };
+  const { kind, step } = meta as { kind: unknown; step: unknown };
+  if (typeof kind !== "string" || typeof step !== "number") throw new Error("optimizer state blob has no kind and step");
+  if (tensors.length === 0) return { kind, step };
   const moments: NonNullable<OuterState["moments"]> = [];
   for (let i = 0; i < tensors.length; i += 2) {
     const m = tensors[i]!;

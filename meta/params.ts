@@ -39,10 +39,29 @@ export const addScaled = (a: Params, b: Params, s: number): Params =>
 /** a + t · (b − a): Reptile's interpolation toward b with step size t. */
 export const interpolate = (a: Params, b: Params, t: number): Params =>
   zipWith(a, b, (x, y) => tf.add(x, tf.mul(tf.sub(y, x), t)));
+/** a ⊙ b, element by element (Meta-SGD's per-parameter step sizes). */
+export const mul = (a: Params, b: Params): Params => zipWith(a, b, (x, y) => tf.mul(x, y));
 /** Zeros shaped like a. */
 export const zerosLike = (a: Params): Params => mapParams(a, (x) => tf.zerosLike(x));
 /** Copies that survive disposal of the originals. */
 export const clone = (a: Params): Params => mapParams(a, (x) => x.clone());
+
+/** The map of `keys[i]` → `vals[i]` (what tf.grads hands back, named again). */
+export function fromList(keys: readonly string[], vals: readonly tf.Tensor[]): Params {
+  const p: Params = {};
+  keys.forEach((k, i) => (p[k] = vals[i]!));
+  return p;
+}
+
+/** The entries of `p` named in `keys`, in that order (no copies). */
+export function pick(p: Params, keys: readonly string[]): Params {
+  const out: Params = {};
+  for (const k of keys) {
+    if (!p[k]) throw new Error(`parameter '${k}' missing`);
+    out[k] = p[k]!;
+  }
+  return out;
+}
 
 /**
  * Sum of a list of maps, strictly left to right: ((m0 + m1) + m2) + …. Float addition is not

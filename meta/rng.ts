@@ -32,6 +32,8 @@ export const Stream = {
   trainTask: 2,
   evalTask: 3,
   valTask: 4,
+  /** Randomness inside one task's adaptation (minibatch order), beside its draw. */
+  adaptation: 5,
 } as const;
 
 /**

@@ -1,36 +1,13 @@
 // One meta-iteration exactly as the distributed system runs it — tasks from (seed, iteration,
 // index), shards of fixed size, shard sums added in shard order, one outer step — in one process.
-// Benchmarks and tests use it; the Temporal workflow runs the same steps across workers.
-import * as tf from "@tensorflow/tfjs";
-import { createAlgorithm } from "./algorithms/inner.js";
-import type { AlgorithmName, MetaAlgorithm, TaskMetrics } from "./algorithms/types.js";
-import type { Model } from "./models.js";
-import { adam, reptileOuter, type OuterOptimizer, type OuterState } from "./optimizers.js";
+// Tests and benchmarks use it as the reference the workflow must match bit for bit; it reads
+// everything from a parsed run config, so it has no defaults of its own.
+import type { ShardRunner } from "./algorithms/learner.js";
+import type { TaskMetrics } from "./algorithms/types.js";
+import type { OuterOptimizer, OuterState } from "./optimizers.js";
 import { dispose, names, sumInOrder, type Params } from "./params.js";
-import { deriveSeed, Stream } from "./rng.js";
-import type { Task, TaskFamily } from "./tasks/types.js";
-
-export interface MetaTrainConfig {
-  algorithm: AlgorithmName;
-  /** Inner steps k during meta-training. */
-  innerSteps: number;
-  /** Inner step size α. */
-  innerLr: number;
-  /** Outer step size: Adam's β for (FO)MAML, Reptile's initial ε. */
-  metaLr: number;
-  /** Tasks per meta-iteration. */
-  metaBatchSize: number;
-  /** Tasks per shard (one activity each when distributed). Default: the whole meta-batch. */
-  shardSize?: number;
-  /** Total meta-iterations (Reptile anneals ε over them). */
-  iterations: number;
-  /** Run seed: parameters' initialisation and every task derive from it. */
-  seed: number;
-  /** Batch each shard's tasks over a task axis (MLPs). Default false. */
-  batchTasks?: boolean;
-  /** Reptile: anneal ε linearly to 0. Default true. */
-  anneal?: boolean;
-}
+import { initialParams, parseRunConfig, resolveRun, type ResolvedRun, type RunConfig, type RunConfigInput } from "./run-config.js";
+import type { DataPort, Task, TaskFamily } from "./tasks/types.js";
 
 /** The tasks of one meta-iteration, in task order. */
 export function iterationTasks(family: TaskFamily, seed: number, iteration: number, metaBatchSize: number): Task[] {
@@ -44,14 +21,12 @@ export function shardRanges(n: number, size: number): { start: number; end: numb
   return out;
 }
 
-export function outerOptimizer(cfg: MetaTrainConfig): OuterOptimizer {
-  return cfg.algorithm === "reptile"
-    ? reptileOuter({ metaLr: cfg.metaLr, totalIterations: cfg.iterations, anneal: cfg.anneal ?? true })
-    : adam({ lr: cfg.metaLr });
-}
-
-/** The initial parameters of a run: a pure function of the model and the run seed. */
-export const initialParams = (model: Model, seed: number): Params => model.init(deriveSeed(seed, Stream.init));
+/** A data port for configs that need no data set files (sinusoid). */
+export const NO_DATA: DataPort = {
+  omniglot: () => {
+    throw new Error("this process was given no Omniglot data; pass a DataPort (storage/datasets.ts loadOmniglot)");
+  },
+};
 
 export interface IterationReport {
   iteration: number;
@@ -59,44 +34,38 @@ export interface IterationReport {
 }
 
 export class LocalMetaTrainer {
-  readonly algorithm: MetaAlgorithm;
+  readonly config: RunConfig;
+  readonly run: ResolvedRun;
+  readonly runner: ShardRunner;
   readonly optimizer: OuterOptimizer;
   params: Params;
   state: OuterState;
   iteration = 0;
 
-  constructor(
-    readonly model: Model,
-    readonly family: TaskFamily,
-    readonly cfg: MetaTrainConfig,
-  ) {
-    this.algorithm = createAlgorithm({
-      algorithm: cfg.algorithm,
-      model,
-      kind: family.kind,
-      innerSteps: cfg.innerSteps,
-      innerLr: cfg.innerLr,
-      batchTasks: cfg.batchTasks ?? false,
-    });
-    this.optimizer = outerOptimizer(cfg);
-    this.params = initialParams(model, cfg.seed);
+  /** @param config a run config (parsed here, with the schema's defaults) */
+  constructor(config: RunConfigInput | RunConfig, data: DataPort = NO_DATA) {
+    this.config = parseRunConfig(config);
+    this.run = resolveRun(this.config, data);
+    this.runner = this.run.learner.shardRunner(this.run.setup);
+    this.optimizer = this.run.learner.outer(this.run.setup);
+    this.params = initialParams(this.run);
     this.state = this.optimizer.initialState(this.params);
   }
 
-  /** Run one meta-iteration and apply the outer update. */
-  async step(): Promise<IterationReport> {
+  /** Run one meta-iteration and apply the outer update (at `metaLr`, default the config's). */
+  async step(metaLr = this.config.metaLr): Promise<IterationReport> {
     const it = this.iteration;
-    const tasks = iterationTasks(this.family, this.cfg.seed, it, this.cfg.metaBatchSize);
+    const tasks = iterationTasks(this.run.setup.train, this.config.seed, it, this.config.metaBatchSize);
     const sums: Params[] = [];
     const metrics: TaskMetrics[] = [];
     try {
-      for (const { start, end } of shardRanges(tasks.length, this.cfg.shardSize ?? tasks.length)) {
-        const r = await this.algorithm.runShard(this.params, tasks.slice(start, end));
+      for (const { start, end } of shardRanges(tasks.length, this.config.shardSize)) {
+        const r = await this.runner.runShard(this.params, tasks.slice(start, end));
         sums.push(r.sum);
         metrics.push(...r.metrics);
       }
       const total = sumInOrder(sums);
-      const next = this.optimizer.apply(this.params, total, tasks.length, this.state);
+      const next = this.optimizer.apply(this.params, total, tasks.length, this.state, { metaLr });
       dispose(total, this.params);
       this.params = next.params;
       this.state = next.state;
@@ -119,9 +88,5 @@ export class LocalMetaTrainer {
   }
 }
 
-/** Mean of a metric over tasks (NaN when absent). */
-export function meanOf(ms: readonly TaskMetrics[], key: keyof TaskMetrics): number {
-  const xs = ms.map((m) => m[key]).filter((x): x is number => typeof x === "number");
-  return xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : NaN;
-}
-
+export { initialParams } from "./run-config.js";
+export { meanOf } from "./algorithms/types.js";

@@ -6,6 +6,7 @@
 //     task_queue, state — each capped by `boundedLabel` — and `run_id` on run-level gauges only
 //     (runs per process are few, capped by `maxRuns` and forgotten after `runTtlSeconds`);
 //     never a task index, shard index, iteration number or storage key.
+import type { AdaptationMetrics, MeanCI } from "../contracts/activities.js";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, exponentialBuckets } from "prom-client";
 
 // ---- the port ------------------------------------------------------------------------------------
@@ -20,20 +21,11 @@ export type StorageOperation = "get" | "put" | "exists" | "list" | "delete";
 export type RunState = "running" | "paused" | "finished" | "cancelled" | "failed";
 export const RUN_STATES: readonly RunState[] = ["running", "paused", "finished", "cancelled", "failed"];
 
-/** Mean metrics over a meta-iteration's tasks (structurally `TaskMetricsSummary` of contracts/activities.ts). */
-export interface IterationMetrics {
-  preLoss: number;
-  postLoss: number;
-  preAccuracy?: number;
-  postAccuracy?: number;
-}
+/** Mean metrics over a meta-iteration's tasks (contracts' one metrics type). */
+export type IterationMetrics = AdaptationMetrics;
 
-/** A mean with the half-width of its 95% confidence interval (structurally contracts' `MeanCI`). */
-export interface MeanCi {
-  mean: number;
-  ci95: number;
-  n: number;
-}
+/** A mean with the half-width of its 95% confidence interval. */
+export type MeanCi = MeanCI;
 
 export interface TaskObservation {
   algorithm: string;

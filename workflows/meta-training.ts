@@ -24,8 +24,8 @@ import {
   type RetryPolicy,
 } from "@temporalio/workflow";
 import type {
-  CheckpointManifest,
   EvaluationSummary,
+  LoadCheckpointOutput,
   MetaTrainingActivities,
   MetaTrainingInput,
   MetaTrainingResult,
@@ -34,7 +34,7 @@ import type {
   RunShardOutput,
   TaskMetricsSummary,
 } from "../contracts/activities.js";
-import { InvalidRunConfigError, parseRunConfig, shardPlan, type RunConfig } from "../contracts/config.js";
+import { InvalidRunConfigError, parseOrchestration, shardPlan, type RunConfigJson as RunConfig } from "../contracts/config.js";
 import { ErrorTypes, NON_RETRYABLE_ERROR_TYPES } from "../contracts/errors.js";
 import { TASK_QUEUES } from "../contracts/queues.js";
 import type { MetatrainSinks } from "../telemetry/sinks.js";
@@ -158,30 +158,6 @@ export function aggregateRound(outcomes: readonly ShardOutcome[]): RoundAggregat
   return { shardKeys, taskCount, metrics, dropped };
 }
 
-/**
- * Config fields a checkpoint's parameters and optimizer state are tied to: changing any of them
- * on resume would load tensors of the wrong shape or the wrong optimizer state. Returns problems.
- */
-export function resumeIncompatibilities(checkpoint: RunConfig, requested: RunConfig, checkpointIteration: number): string[] {
-  const problems: string[] = [];
-  const same = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON.stringify(b);
-  if (checkpoint.algorithm !== requested.algorithm && (checkpoint.algorithm === "reptile" || requested.algorithm === "reptile")) {
-    problems.push(`algorithm: the checkpoint was trained with ${checkpoint.algorithm}, whose optimizer state ${requested.algorithm} cannot use; keep algorithm "${checkpoint.algorithm}"`);
-  }
-  if (!same(checkpoint.model, requested.model)) {
-    problems.push(`model: the checkpoint's parameters are for model ${JSON.stringify(checkpoint.model)}; keep that model`);
-  }
-  if (checkpoint.task.family !== requested.task.family) {
-    problems.push(`task.family: the checkpoint was trained on ${checkpoint.task.family}; keep that task family`);
-  } else if (checkpoint.task.family === "omniglot" && requested.task.family === "omniglot" && checkpoint.task.ways !== requested.task.ways) {
-    problems.push(`task.ways: the checkpoint's output layer has ${checkpoint.task.ways} ways; keep ways ${checkpoint.task.ways}`);
-  }
-  if (requested.iterations < checkpointIteration) {
-    problems.push(`iterations: the checkpoint is at iteration ${checkpointIteration}, past iterations ${requested.iterations}; set iterations ≥ ${checkpointIteration}`);
-  }
-  return problems;
-}
-
 // ---- failures ------------------------------------------------------------------------------------
 
 function invalidConfig(problems: string[]): ApplicationFailure {
@@ -196,7 +172,9 @@ function invalidConfig(problems: string[]): ApplicationFailure {
 function parseConfigOrFail(raw: unknown, what: string): RunConfig {
   let config: RunConfig;
   try {
-    config = parseRunConfig(raw);
+    // The shared keys only: the learner's, model's and family's keys are checked by the first
+    // activity (initRun or loadCheckpoint), which knows the registries — this bundle holds no tfjs.
+    config = parseOrchestration(raw);
   } catch (e) {
     if (e instanceof InvalidRunConfigError) throw invalidConfig(e.problems.map((p) => (what ? `${what}: ${p}` : p)));
     throw ApplicationFailure.nonRetryable(`cannot parse run config: ${String(e)}`, ErrorTypes.InvalidRunConfig);
@@ -369,16 +347,16 @@ async function metaTraining(input: MetaTrainingInput): Promise<MetaTrainingResul
   if (!state) {
     if (input.resumeFrom !== undefined) {
       const resumeFrom = input.resumeFrom;
-      let manifest: CheckpointManifest;
+      let manifest: LoadCheckpointOutput;
       try {
-        manifest = await activityProxies(config ?? parseRunConfig({})).coordinator.loadCheckpoint({ key: resumeFrom });
+        manifest = await activityProxies(config ?? parseOrchestration({})).coordinator.loadCheckpoint({ key: resumeFrom, requested: config ?? null });
       } catch (e) {
         if (isCancellation(e)) throw e;
         throw stepFailed(`loading checkpoint "${resumeFrom}"`, e, STEP_FAILED);
       }
       const fromCheckpoint = parseConfigOrFail(manifest.config, `checkpoint ${resumeFrom} config`);
-      const requested = config ?? fromCheckpoint;
-      const problems = resumeIncompatibilities(fromCheckpoint, requested, manifest.iteration);
+      const requested = parseConfigOrFail(manifest.resume.config, "");
+      const problems = manifest.resume.problems;
       if (problems.length) throw invalidConfig(problems.map((p) => `${p} (resuming from ${resumeFrom})`));
       config = requested;
       state = {

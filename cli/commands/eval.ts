@@ -19,7 +19,7 @@ export interface EvalJson {
   innerLr: number;
   /** Test-time SGD steps of the headline result. */
   steps: number;
-  batchNorm: "none" | "transductive";
+  batchNorm: "none" | "transductive" | "per-example";
   backend: string;
   /** The headline: after `steps` steps of adaptation, mean and half-width of its 95% CI. */
   postAdaptation: MeanCI;
@@ -45,26 +45,24 @@ export function registerEval(program: Command): void {
       const config = ckpt.manifest.config;
       const steps = steps0 ?? config.evalSteps;
       // TensorFlow.js and the engine load only here.
-      const [{ selectBackend }, { evaluate }, { modelFor, familyFor }, { deriveSeed, Stream }, { dispose }] = await Promise.all([
+      const [{ selectBackend }, { build }, { deriveSeed, Stream }, { dispose }] = await Promise.all([
         import("../../meta/backend.js"),
-        import("../../meta/evaluate.js"),
         import("../../activities/build.js"),
         import("../../meta/rng.js"),
         import("../../meta/params.js"),
       ]);
       process.env.TF_CPP_MIN_LOG_LEVEL ??= "2"; // the native backend's INFO lines are not for CLI users
       const backend = await selectBackend("auto", process.env);
-      const model = modelFor(config);
-      const family = familyFor(config);
+      const { learner, setup } = build(config);
+      const model = setup.model;
       const params = await loadCheckpointParams(ckpt);
       const t0 = performance.now();
       const progress = !opts.json && process.stderr.isTTY;
       let r;
       try {
-        r = await evaluate(model, family, params, {
+        r = await learner.evaluate(setup, params, {
           tasks,
           steps: [0, steps],
-          innerLr: config.innerLr,
           // The held-out stream the run's own evaluations use, so the numbers compare.
           seed: deriveSeed(config.seed, Stream.evalTask),
           split: "test",
@@ -105,7 +103,7 @@ export function registerEval(program: Command): void {
       process.stdout.write(
         [
           `checkpoint ${out.checkpoint}`,
-          `  run ${out.runId}, iteration ${out.iteration}: ${out.algorithm}, ${out.task}, ${out.model}${out.batchNorm !== "none" ? " (batch norm: transductive)" : ""}`,
+          `  run ${out.runId}, iteration ${out.iteration}: ${out.algorithm}, ${out.task}, ${out.model}${out.batchNorm !== "none" ? ` (batch norm: ${out.batchNorm})` : ""}`,
           `${tasks} held-out tasks (${out.split} split), SGD α = ${out.innerLr}, ${what} with 95% CI, backend ${out.backend}:`,
           `  before adaptation (0 steps): ${fmt(out.preAdaptation)}`,
           `  after ${steps} step${steps === 1 ? "" : "s"}:${" ".repeat(Math.max(1, 16 - String(steps).length - (steps === 1 ? 0 : 1)))}${fmt(out.postAdaptation)}`,

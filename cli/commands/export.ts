@@ -19,19 +19,21 @@ export function registerExport(program: Command): void {
         throw new CliError(`--out ${opts.out} is not empty`, ExitCodes.badInput, "choose a new directory, or pass --force to overwrite the export files in it");
       }
       const ckpt = await loadCheckpoint(arg);
-      const [{ selectBackend }, { modelFor }, { writeExport }, { dispose }] = await Promise.all([
+      const [{ selectBackend }, { build }, { writeExport }, { dispose }, { modelParamsOf }] = await Promise.all([
         import("../../meta/backend.js"),
         import("../../activities/build.js"),
         import("../export-model.js"),
         import("../../meta/params.js"),
+        import("../../meta/algorithms/learner.js"),
       ]);
       process.env.TF_CPP_MIN_LOG_LEVEL ??= "2"; // the native backend's INFO lines are not for CLI users
       await selectBackend("auto", process.env);
-      const model = modelFor(ckpt.manifest.config);
+      const model = build(ckpt.manifest.config).setup.model;
       const params = await loadCheckpointParams(ckpt);
       let d;
       try {
-        d = await writeExport(out, model, params, { runId: ckpt.manifest.runId, iteration: ckpt.manifest.iteration, checkpoint: ckpt.manifestUri, config: ckpt.manifest.config });
+        // The model's own parameters: what the learner owns beyond them (step sizes, …) is not part of the model.
+        d = await writeExport(out, model, modelParamsOf(params), { runId: ckpt.manifest.runId, iteration: ckpt.manifest.iteration, checkpoint: ckpt.manifestUri, config: ckpt.manifest.config });
       } finally {
         dispose(params);
       }

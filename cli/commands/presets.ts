@@ -1,7 +1,7 @@
 // `metatrain presets`: the named configurations, with their sources and resolved settings.
 import type { Command } from "commander";
-import { PRESETS } from "../../contracts/presets.js";
-import { parseRunConfig } from "../../contracts/config.js";
+import { PRESETS } from "../../meta/algorithms/registry.js";
+import { parseRunConfig } from "../../meta/run-config.js";
 
 export function registerPresets(program: Command): void {
   program
@@ -17,7 +17,9 @@ export function registerPresets(program: Command): void {
       for (const p of PRESETS) {
         const c = parseRunConfig(p.config);
         process.stdout.write(`${p.name}\n  ${p.description}\n  source: ${p.source}\n`);
-        process.stdout.write(`  ${c.algorithm}, ${c.model.kind}, k=${c.innerSteps} α=${c.innerLr}, meta-batch ${c.metaBatchSize} (shards of ${c.shardSize}), meta lr ${c.metaLr}, ${c.iterations} iterations\n\n`);
+        const own = c[c.algorithm] as Record<string, unknown> | undefined;
+        const extra = own && Object.keys(own).length ? `, ${c.algorithm}: ${JSON.stringify(own)}` : "";
+        process.stdout.write(`  ${c.algorithm}, ${c.model.kind}, k=${c.innerSteps} α=${c.innerLr}, meta-batch ${c.metaBatchSize} (shards of ${c.shardSize}), meta lr ${c.metaLr}, ${c.iterations} iterations${extra}\n\n`);
       }
     });
 }

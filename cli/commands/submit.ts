@@ -2,7 +2,7 @@
 import type { Command } from "commander";
 import { WorkflowExecutionAlreadyStartedError } from "@temporalio/client";
 import type { MetaTrainingInput } from "../../contracts/activities.js";
-import type { RunConfig } from "../../contracts/config.js";
+import type { RunConfig } from "../../meta/run-config.js";
 import { TASK_QUEUES, WORKFLOW_TYPE } from "../../contracts/queues.js";
 import { RUN_ID_PATTERN } from "../../storage/keys.js";
 import { resolveConfig } from "../config.js";

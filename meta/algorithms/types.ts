@@ -1,21 +1,14 @@
-// The one interface an activity calls: run the inner loops of a shard of tasks, return their sum.
+// What a shard computation hands back (per-task metrics and the sum of contributions) and the hooks it calls.
+import type { AdaptationMetrics } from "../../contracts/activities.js";
 import type { Params } from "../params.js";
-import type { Task } from "../tasks/types.js";
 
-export type AlgorithmName = "maml" | "fomaml" | "reptile";
-
-/** Query-set loss (and accuracy for classification) before and after adaptation, per task. */
-export interface TaskMetrics {
-  preLoss: number;
-  postLoss: number;
-  preAccuracy?: number;
-  postAccuracy?: number;
-}
+/** One task's query-set loss (and accuracy) before and after adaptation (contracts' one metrics type). */
+export type TaskMetrics = AdaptationMetrics;
 
 export interface ShardResult {
   /**
-   * Sum over the shard's tasks, in task order: meta-gradients (MAML, FOMAML) or parameter deltas
-   * φ − θ (Reptile). The caller owns and disposes these tensors.
+   * Sum over the shard's tasks, in task order, of what each contributes (meta-gradients, parameter
+   * deltas φ − θ, gradients of learner-owned meta-parameters). The caller owns and disposes it.
    */
   sum: Params;
   /** One entry per task, in task order. */
@@ -32,11 +25,8 @@ export interface ShardHooks {
   afterTask?: (tasksDone: number) => void | Promise<void>;
 }
 
-export interface MetaAlgorithm {
-  readonly name: AlgorithmName;
-  /** `meta-gradient`: the outer step descends along it. `delta`: the outer step moves along it. */
-  readonly resultKind: "meta-gradient" | "delta";
-  /** Whether tasks run batched over a task dimension (one batched matMul for all tasks). */
-  readonly batched: boolean;
-  runShard(params: Params, tasks: readonly Task[], hooks?: ShardHooks): Promise<ShardResult>;
+/** Mean of a metric over tasks (NaN when absent). */
+export function meanOf(ms: readonly TaskMetrics[], key: keyof TaskMetrics): number {
+  const xs = ms.map((m) => m[key]).filter((x): x is number => typeof x === "number");
+  return xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : NaN;
 }

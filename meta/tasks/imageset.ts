@@ -255,7 +255,11 @@ export function imageSetFamily(set: ImageSet, opts: ImageSetFamilyOptions): Imag
     draw,
     task(seed: number, split: TaskSplit, iteration: number, taskIndex: number): Task {
       const d = draw(seed, split, iteration, taskIndex);
-      return { support: examples(d.classes, d.support, shots), query: examples(d.classes, d.query, queryShots) };
+      return {
+        support: examples(d.classes, d.support, shots),
+        query: examples(d.classes, d.query, queryShots),
+        seed: deriveSeed(seed, Stream.adaptation, SPLIT_TAG[split], iteration, taskIndex),
+      };
     },
   };
 }

@@ -1,5 +1,7 @@
 // Omniglot N-way K-shot tasks in the two standard splits: Vinyals et al.'s (MAML, Reptile) and the authors'.
+import { z } from "zod";
 import { Rng } from "../rng.js";
+import type { FamilySpec } from "./types.js";
 import { imageSetFamily, validateImageSet, type ImageSet, type ImageSetFamily, type ImageSetSplits } from "./imageset.js";
 
 /** The two Omniglot sets as packed (see storage/datasets.ts `loadOmniglot`). */
@@ -151,3 +153,19 @@ export function omniglotFamily(data: OmniglotData, opts: OmniglotOptions): Image
     rotations: opts.rotations ?? opts.split === "vinyals",
   });
 }
+
+export const omniglotSpec: FamilySpec<{ family: "omniglot"; split: OmniglotSplit; ways: number; shots: number; queryShots: number; dataDir?: string | undefined }> = {
+  family: "omniglot",
+  schema: z.object({
+    family: z.literal("omniglot").describe("Omniglot N-way K-shot classification, 28×28 (Lake et al. 2015), in the Vinyals or the authors' split."),
+    split: z.enum(["vinyals", "background-evaluation"]).default("vinyals").describe("`vinyals`: 1200 train / 423 test characters with rotations; `background-evaluation`: the authors' split."),
+    ways: z.number().int().min(2).max(1000).default(5).describe("N: classes per task."),
+    shots: z.number().int().min(1).max(19).default(1).describe("K: support examples per class."),
+    queryShots: z.number().int().min(1).max(19).default(15).describe("Query examples per class."),
+    dataDir: z.string().optional().describe("Directory of the packed dataset; default `METATRAIN_OMNIGLOT_DIR` or the repository's shared data."),
+  }),
+  kind: "classification",
+  summary: "Omniglot N-way K-shot, 28×28 (Lake et al. 2015; the Vinyals or the authors' split)",
+  shape: (o) => ({ inputShape: [28, 28, 1], outputs: o.ways }),
+  build: (o, data) => omniglotFamily(data.omniglot(o.dataDir), { ways: o.ways, shots: o.shots, queryShots: o.queryShots, split: o.split }),
+};

@@ -1,7 +1,8 @@
 // Sinusoid regression exactly as in the MAML paper (Finn et al. 2017, §5.1): amplitude U[0.1, 5],
 // phase U[0, π], inputs U[−5, 5], K support and K query points, loss MSE.
 import { Rng, deriveSeed, Stream } from "../rng.js";
-import type { Task, TaskFamily, TaskSplit, Examples } from "./types.js";
+import { z } from "zod";
+import type { Examples, FamilySpec, Task, TaskFamily, TaskSplit } from "./types.js";
 
 export interface SinusoidOptions {
   /** K support points per task (paper: 10 for training, 5/10 at test). Default 10. */
@@ -46,7 +47,20 @@ export function sinusoidFamily(opts: SinusoidOptions = {}): TaskFamily {
     task(seed: number, split: TaskSplit, iteration: number, taskIndex: number): Task {
       const rng = new Rng(deriveSeed(seed, SPLIT_TAG[split], iteration, taskIndex));
       const fn = sinusoidParams(rng);
-      return { support: points(rng, shots, fn), query: points(rng, queryShots, fn) };
+      return { support: points(rng, shots, fn), query: points(rng, queryShots, fn), seed: deriveSeed(seed, Stream.adaptation, SPLIT_TAG[split], iteration, taskIndex) };
     },
   };
 }
+
+export const sinusoidSpec: FamilySpec<{ family: "sinusoid"; shots: number; queryShots: number }> = {
+  family: "sinusoid",
+  schema: z.object({
+    family: z.literal("sinusoid").describe("Sinusoid regression (MAML §5.1): amplitude U[0.1, 5], phase U[0, π], inputs U[−5, 5]."),
+    shots: z.number().int().min(1).max(10_000).default(10).describe("K support points per task (MAML paper: 10)."),
+    queryShots: z.number().int().min(1).max(10_000).default(10).describe("Query points per task."),
+  }),
+  kind: "regression",
+  summary: "sinusoid regression, amplitude U[0.1, 5], phase U[0, π] (MAML §5.1)",
+  shape: () => ({ inputShape: [1], outputs: 1 }),
+  build: (o) => sinusoidFamily({ shots: o.shots, queryShots: o.queryShots }),
+};

@@ -15,6 +15,11 @@ export type TaskKind = "regression" | "classification";
 export interface Task {
   support: Examples;
   query: Examples;
+  /**
+   * Seed for randomness inside the task's adaptation (e.g. Reptile's minibatch order), derived
+   * from the same (seed, split, iteration, taskIndex) as the task itself.
+   */
+  seed: number;
 }
 
 /** Which pool of classes or functions a task is drawn from. */
@@ -29,4 +34,22 @@ export interface TaskFamily {
   /** Output units: 1 for sinusoid regression, `ways` for N-way classification. */
   readonly outputs: number;
   task(seed: number, split: TaskSplit, iteration: number, taskIndex: number): Task;
+}
+
+/** Data sets a family may need, supplied by the process (storage/datasets.ts): meta/ reads no files. */
+export interface DataPort {
+  omniglot(dir?: string): import("./omniglot.js").OmniglotData;
+}
+
+/** A task family as a run config names it: its options (`task.*`), its kind, how it is built. */
+export interface FamilySpec<O extends { family: string } = { family: string }> {
+  readonly family: string;
+  /** `task.*` options with defaults; must include `family: z.literal(family)`. */
+  readonly schema: import("zod").ZodObject;
+  readonly kind: TaskKind;
+  /** One line for the docs. */
+  readonly summary: string;
+  /** Shape of one input and output units, known without loading data (for model checks). */
+  shape(options: O): { inputShape: number[]; outputs: number };
+  build(options: O, data: DataPort): TaskFamily;
 }

@@ -19,29 +19,13 @@ import { deserializeParams, dispose } from "../../meta/params.js";
 import { sinusoidMlp } from "../../meta/models.js";
 import { useCpu } from "../helpers/tf.js";
 import { findTemporal, freePort } from "../harness/temporal.js";
+import { METATRAIN_BIN, skipUnlessTemporalCli, startDevStack, type DevStack } from "../harness/dev-stack.js";
 import { skipUnlessS3Server, startS3Server, type S3TestServer } from "../harness/s3-server.js";
 import { REPO_ROOT, exitOf, killChild, spawnTracked } from "../harness/workers.js";
 
-const BIN = join(REPO_ROOT, "bin", "metatrain.mjs");
+const BIN = METATRAIN_BIN;
 const MINUTE = 60_000;
-
-function skipReason(): string | false {
-  if (findTemporal() !== undefined) return false;
-  const ci = process.env.CI;
-  if (ci && ci !== "false" && ci !== "0") throw new Error("the Temporal CLI is not installed but CI is set: run `npm run setup:services` first");
-  return "the Temporal CLI is not installed: run `npm run setup:services`";
-}
-
-/** This process's environment without anything that would point the CLI elsewhere. */
-function cleanEnv(): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const [k, v] of Object.entries(process.env)) {
-    if (v === undefined || /^(TEMPORAL_|METATRAIN_|AWS_)/.test(k)) continue;
-    env[k] = v;
-  }
-  env.TF_CPP_MIN_LOG_LEVEL = "2";
-  return env;
-}
+const skipReason = skipUnlessTemporalCli;
 
 interface CliResult {
   code: number | null;
@@ -60,8 +44,8 @@ function assertCleanError(r: CliResult, code: number, message: RegExp): void {
 
 describe("metatrain CLI on a real local stack", { skip: skipReason(), timeout: 6 * MINUTE }, () => {
   let dir: string;
+  let stack: DevStack;
   let dev: ChildProcess;
-  let devOut = "";
   let env: Record<string, string>;
   let storeUri: string;
   let ports: { port: number; uiPort: number; metricsPort: number; sdkMetricsPort: number };
@@ -107,35 +91,23 @@ describe("metatrain CLI on a real local stack", { skip: skipReason(), timeout: 6
   before(async () => {
     await useCpu();
     dir = mkdtempSync(join(tmpdir(), "metatrain-cli-"));
-    ports = { port: await freePort(), uiPort: await freePort(), metricsPort: await freePort(), sdkMetricsPort: await freePort() };
-    env = cleanEnv();
-    dev = spawnTracked(
-      process.execPath,
-      [BIN, "dev", "--dir", join(dir, "stack"), "--port", String(ports.port), "--ui-port", String(ports.uiPort), "--metrics-port", String(ports.metricsPort), "--quiet"],
-      { cwd: dir, env: { ...env, TEMPORAL_CLI_PATH: findTemporal()!, METATRAIN_TEMPORAL_METRICS_PORT: String(ports.sdkMetricsPort) } },
-    );
-    dev.stdout!.on("data", (c: Buffer) => (devOut += c.toString()));
-    dev.stderr!.on("data", (c: Buffer) => (devOut += c.toString()));
-    const deadline = Date.now() + 4 * MINUTE;
-    while (!/local stack ready/.test(devOut)) {
-      if (dev.exitCode !== null) assert.fail(`metatrain dev exited (${dev.exitCode}) before it was ready:\n${devOut}`);
-      if (Date.now() > deadline) assert.fail(`metatrain dev was not ready within 4 minutes:\n${devOut}`);
-      await new Promise((r) => setTimeout(r, 200));
-    }
-    storeUri = `file://${join(dir, "stack", "store")}`;
-    env = { ...env, TEMPORAL_ADDRESS: `127.0.0.1:${ports.port}`, METATRAIN_STORE: storeUri };
+    stack = await startDevStack(dir);
+    dev = stack.child;
+    ports = stack.ports;
+    storeUri = stack.storeUri;
+    env = stack.env;
   });
 
   after(async () => {
-    if (dev && dev.exitCode === null) await killChild(dev, "SIGINT", 60_000);
+    await stack?.stop();
     rmSync(dir, { recursive: true, force: true });
   });
 
   test("dev: says which Temporal CLI it runs, where the Web UI and /metrics are, and serves them", async () => {
-    assert.match(devOut, /Temporal dev server: \S+ \(TEMPORAL_CLI_PATH; temporal version/);
-    assert.match(devOut, new RegExp(`Web UI +http://127\\.0\\.0\\.1:${ports.uiPort}`));
-    assert.match(devOut, new RegExp(`metrics +http://127\\.0\\.0\\.1:${ports.metricsPort}/metrics`));
-    assert.match(devOut, new RegExp(`store +file://${join(dir, "stack", "store")}`));
+    assert.match(stack.output(), /Temporal dev server: \S+ \(TEMPORAL_CLI_PATH; temporal version/);
+    assert.match(stack.output(), new RegExp(`Web UI +http://127\\.0\\.0\\.1:${ports.uiPort}`));
+    assert.match(stack.output(), new RegExp(`metrics +http://127\\.0\\.0\\.1:${ports.metricsPort}/metrics`));
+    assert.match(stack.output(), new RegExp(`store +file://${join(dir, "stack", "store")}`));
     assert.equal((await fetch(`http://127.0.0.1:${ports.uiPort}/`)).status, 200);
     const metrics = await fetch(`http://127.0.0.1:${ports.metricsPort}/metrics`);
     assert.equal(metrics.status, 200);
@@ -407,13 +379,13 @@ describe("metatrain CLI on a real local stack", { skip: skipReason(), timeout: 6
   });
 
   test("dev: Ctrl-C stops the worker, then the server, and exits 0", async () => {
-    const pids = [/pid (\d+)\)/.exec(devOut)?.[1], /worker +role all \(pid (\d+)\)/.exec(devOut)?.[1]].map(Number);
-    assert.ok(pids.every((p) => p > 0), devOut);
+    const pids = [/pid (\d+)\)/.exec(stack.output())?.[1], /worker +role all \(pid (\d+)\)/.exec(stack.output())?.[1]].map(Number);
+    assert.ok(pids.every((p) => p > 0), stack.output());
     const exited = exitOf(dev);
     dev.kill("SIGINT");
     const { code } = await exited;
-    assert.equal(code, 0, devOut);
-    assert.match(devOut, /metatrain dev: stopped/);
+    assert.equal(code, 0, stack.output());
+    assert.match(stack.output(), /metatrain dev: stopped/);
     for (const pid of pids) {
       assert.throws(() => process.kill(pid, 0), /ESRCH/, `process ${pid} still runs`);
     }

@@ -13,7 +13,7 @@ import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Client, Connection } from "@temporalio/client";
-import type { RunConfigInput } from "../../contracts/config.js";
+import type { RunConfigInput } from "../../meta/run-config.js";
 import { TASK_QUEUES } from "../../contracts/queues.js";
 import { metaTrainingWorkflow, pauseSignal, progressQuery, resumeSignal } from "../../workflows/meta-training.js";
 import { metricValue, runLeak } from "../../bench/leak.js";

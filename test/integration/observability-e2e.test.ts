@@ -13,7 +13,7 @@ import { pathToFileURL } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Client, Connection, WorkflowFailedError } from "@temporalio/client";
 import type { MetaTrainingResult } from "../../contracts/activities.js";
-import type { RunConfigInput } from "../../contracts/config.js";
+import type { RunConfigInput } from "../../meta/run-config.js";
 import { TASK_QUEUES } from "../../contracts/queues.js";
 import { defaultOmniglotDir } from "../../storage/datasets.js";
 import { iterationPrefix } from "../../storage/keys.js";

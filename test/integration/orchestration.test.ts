@@ -11,7 +11,7 @@ import { Context } from "@temporalio/activity";
 import { ApplicationFailure } from "@temporalio/common";
 import { DefaultLogger, NativeConnection, Runtime, Worker, bundleWorkflowCode, type WorkflowBundleWithSourceMap } from "@temporalio/worker";
 import type { CheckpointManifest, MetaTrainingActivities, MetaTrainingInput, MetaTrainingResult, OuterStepInput, RunProgress, RunShardInput, RunShardOutput } from "../../contracts/activities.js";
-import { parseRunConfig, type RunConfig, type RunConfigInput } from "../../contracts/config.js";
+import { parseRunConfig, resumeIncompatibilities, type RunConfig, type RunConfigInput } from "../../meta/run-config.js";
 import { ErrorTypes } from "../../contracts/errors.js";
 import { TASK_QUEUES } from "../../contracts/queues.js";
 import {
@@ -23,7 +23,6 @@ import {
   pauseSignal,
   progressQuery,
   requiredShards,
-  resumeIncompatibilities,
   resumeSignal,
   setMetaLrUpdate,
   type ShardOutcome,
@@ -31,8 +30,6 @@ import {
 import { openStore, type BlobStore } from "../../storage/blobstore.js";
 import { checkpointManifestKey, checkpointsPrefix, latestCheckpointKey, parseCheckpointManifestKey } from "../../storage/keys.js";
 import { deserializeParams, dispose } from "../../meta/params.js";
-import { sinusoidMlp } from "../../meta/models.js";
-import { sinusoidFamily } from "../../meta/tasks/sinusoid.js";
 import { LocalMetaTrainer } from "../../meta/trainer.js";
 import { metricsSinks, noopMetrics } from "../../telemetry/index.js";
 import { useCpu } from "../helpers/tf.js";
@@ -165,9 +162,11 @@ describe("workflow logic on Temporal with stand-in activities", {
     },
     writeCheckpoint: async ({ manifest }) => ({ manifestKey: `m/${manifest.iteration}` }),
     evaluate: async (input) => ({ iteration: input.iteration, steps: 0, loss: { mean: 0, ci95: 0, n: 1 }, batchNorm: "none" }),
-    loadCheckpoint: async ({ key }) => {
+    loadCheckpoint: async ({ key, requested }) => {
       if (!manifestToLoad) throw ApplicationFailure.nonRetryable(`no blob at key "${key}"`, ErrorTypes.BlobNotFound);
-      return manifestToLoad;
+      // What the real activity does: parse the requested config (else the checkpoint's) and check it.
+      const config = parseRunConfig(requested ?? manifestToLoad.config);
+      return { ...manifestToLoad, resume: { config, problems: resumeIncompatibilities(parseRunConfig(manifestToLoad.config), config, manifestToLoad.iteration) } };
     },
   };
   const CONFIG: RunConfigInput = {
@@ -365,18 +364,8 @@ function reference(cfg: RunConfig): Promise<Values> {
   if (!p) {
     p = (async () => {
       if (cfg.task.family !== "sinusoid") throw new Error("these tests use sinusoid tasks");
-      const t = new LocalMetaTrainer(sinusoidMlp(), sinusoidFamily({ shots: cfg.task.shots, queryShots: cfg.task.queryShots }), {
-        algorithm: cfg.algorithm,
-        innerSteps: cfg.innerSteps,
-        innerLr: cfg.innerLr,
-        metaLr: cfg.metaLr,
-        metaBatchSize: cfg.metaBatchSize,
-        shardSize: cfg.shardSize,
-        iterations: cfg.iterations,
-        seed: cfg.seed,
-        batchTasks: cfg.batchTasks,
-        anneal: cfg.anneal,
-      });
+      // The same parsed config: the trainer has no defaults of its own.
+      const t = new LocalMetaTrainer(cfg);
       try {
         for (let i = 0; i < cfg.iterations; i++) await t.step();
         return t.snapshot();
@@ -854,7 +843,7 @@ describe("meta-training orchestration on Temporal and S3", { skip: skipUnlessTem
       continueAsNewEvery: 1000,
       failurePolicy: { minShardFraction: 0.5, shardDeadlineSeconds: 1 },
       // Longer than the deadline: the killed shard is not retried before the round moves on.
-      timeouts: { ...BASE.timeouts, heartbeatSeconds: 15 },
+      timeouts: { ...(BASE.timeouts as object), heartbeatSeconds: 15 },
     };
     await start(runId, { runId, config: input });
     await waitProgress(runId, (p) => p.iteration >= 3, "iteration 3");

@@ -10,10 +10,9 @@ import { ApplicationFailure, CancelledFailure } from "@temporalio/activity";
 import { createActivities, type ActivityDeps, type LatestPointer } from "../../activities/index.js";
 import { ParamsCache } from "../../activities/params-cache.js";
 import type { MetaTrainingActivities, StateKeys } from "../../contracts/activities.js";
-import { parseRunConfig, shardPlan, type RunConfig, type RunConfigInput } from "../../contracts/config.js";
-import { sinusoidMlp } from "../../meta/models.js";
+import { shardPlan } from "../../contracts/config.js";
+import { parseRunConfig, type RunConfig, type RunConfigInput } from "../../meta/run-config.js";
 import { deserializeParams, dispose, type Params } from "../../meta/params.js";
-import { sinusoidFamily } from "../../meta/tasks/sinusoid.js";
 import { LocalMetaTrainer } from "../../meta/trainer.js";
 import { StoreUnavailable, type BlobStore } from "../../storage/blobstore.js";
 import { FsBlobStore } from "../../storage/fs-store.js";
@@ -114,7 +113,7 @@ describe("distributed iterations reproduce LocalMetaTrainer bit for bit", () => 
   for (const [name, input] of cases) {
     test(name, async () => {
       const config = cfg(input);
-      const trainer = new LocalMetaTrainer(sinusoidMlp(), sinusoidFamily({ shots: 5, queryShots: 5 }), config);
+      const trainer = new LocalMetaTrainer(config);
       try {
         for (let i = 0; i < config.iterations; i++) await trainer.step();
         const keys = await distributedRun(activities(), "bit-identity", config);
@@ -127,7 +126,7 @@ describe("distributed iterations reproduce LocalMetaTrainer bit for bit", () => 
 
   test("a signalled metaLr overrides config.metaLr (Adam)", async () => {
     const config = cfg({ ...base, algorithm: "fomaml", iterations: 1, batchTasks: true });
-    const trainer = new LocalMetaTrainer(sinusoidMlp(), sinusoidFamily({ shots: 5, queryShots: 5 }), { ...config, metaLr: 0.05 });
+    const trainer = new LocalMetaTrainer({ ...config, metaLr: 0.05 });
     try {
       await trainer.step();
       const acts = activities();
@@ -328,7 +327,10 @@ describe("checkpoints", () => {
     const pointer = JSON.parse(new TextDecoder().decode(await store.get(latestCheckpointKey("ckpt")))) as LatestPointer;
     assert.deepEqual(pointer, { manifestKey, iteration: 5 });
 
-    const expected = { format: "metatrain-checkpoint/1", ...manifest, createdAt: createdAt.toISOString() };
+    // Loading also says whether the checkpoint's own config could go on from it: this hand-made
+    // manifest claims iteration 5 of a 2-iteration config, and the check says so.
+    const problems = ["iterations: the checkpoint is at iteration 5, past iterations 2; set iterations ≥ 5"];
+    const expected = { format: "metatrain-checkpoint/1", ...manifest, createdAt: createdAt.toISOString(), resume: { config: small, problems } };
     assert.deepEqual(await acts.loadCheckpoint({ key: manifestKey }), expected);
     assert.deepEqual(await acts.loadCheckpoint({ key: latestCheckpointKey("ckpt") }), expected);
   });

@@ -1,9 +1,9 @@
-// MAML, first-order MAML and Reptile: meta-gradients against finite differences, the first-order
+// MAML, first-order MAML and Reptile (with plain SGD inner steps): meta-gradients against finite differences, the first-order
 // identity, a Reptile delta worked by hand, determinism and tensor leaks.
 import { test, before } from "node:test";
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
-import { createAlgorithm } from "../../meta/algorithms/inner.js";
+import { runnerFor } from "../helpers/learners.js";
 import { mlp, sinusoidMlp } from "../../meta/models.js";
 import { dispose, type Params } from "../../meta/params.js";
 import { taskLoss, toTensors } from "../../meta/losses.js";
@@ -48,8 +48,8 @@ test("MAML meta-gradient through 3 inner steps matches central finite difference
   const task = sinusoidFamily({ shots: 10 }).task(3, "train", 0, 0);
   const k = 3;
   const lr = 0.05;
-  const maml = createAlgorithm({ algorithm: "maml", model, kind: "regression", innerSteps: k, innerLr: lr });
-  const fo = createAlgorithm({ algorithm: "fomaml", model, kind: "regression", innerSteps: k, innerLr: lr });
+  const maml = runnerFor({ algorithm: "maml", model, kind: "regression", innerSteps: k, innerLr: lr });
+  const fo = runnerFor({ algorithm: "fomaml", model, kind: "regression", innerSteps: k, innerLr: lr });
   const g2 = (await maml.runShard(theta, [task])).sum;
   const g1 = (await fo.runShard(theta, [task])).sum;
   let worstSecond = 0;
@@ -76,7 +76,7 @@ test("first-order MAML equals the query gradient at the last inner step's parame
   const task = sinusoidFamily({ shots: 5 }).task(1, "train", 4, 2);
   const k = 2;
   const lr = 0.01;
-  const fo = createAlgorithm({ algorithm: "fomaml", model, kind: "regression", innerSteps: k, innerLr: lr });
+  const fo = runnerFor({ algorithm: "fomaml", model, kind: "regression", innerSteps: k, innerLr: lr });
   const { sum } = await fo.runShard(theta, [task]);
   // Independently: φ_k by k explicit SGD steps, then ∇_φ L_query(φ_k).
   const expected = tf.tidy(() => {
@@ -117,8 +117,8 @@ test("Reptile delta on a 1-parameter linear model, worked by hand", async () => 
   const model = mlp({ sizes: [1, 1] });
   const theta: Params = { "dense0/kernel": tf.tensor2d([[0.5]]), "dense0/bias": tf.tensor1d([0]) };
   const ex = { x: new Float32Array([1, 2]), xShape: [2, 1], y: new Float32Array([2, 4]) };
-  const reptile = createAlgorithm({ algorithm: "reptile", model, kind: "regression", innerSteps: 2, innerLr: 0.1 });
-  const { sum } = await reptile.runShard(theta, [{ support: ex, query: ex }]);
+  const reptile = runnerFor({ algorithm: "reptile", model, kind: "regression", innerSteps: 2, innerLr: 0.1 });
+  const { sum } = await reptile.runShard(theta, [{ support: ex, query: ex, seed: 1 }]);
   const got = values(sum);
   assert.ok(Math.abs(got["dense0/kernel"]![0]! - 0.99) < 1e-6, `Δw = ${got["dense0/kernel"]![0]}`);
   assert.ok(Math.abs(got["dense0/bias"]![0]! - 0.585) < 1e-6, `Δb = ${got["dense0/bias"]![0]}`);
@@ -130,7 +130,7 @@ test("a shard's result is the sum of its tasks' results, in task order", async (
   const theta = model.init(5);
   const fam = sinusoidFamily();
   const tasks = [0, 1, 2].map((i) => fam.task(9, "train", 0, i));
-  const algo = createAlgorithm({ algorithm: "maml", model, kind: "regression", innerSteps: 1, innerLr: 0.01 });
+  const algo = runnerFor({ algorithm: "maml", model, kind: "regression", innerSteps: 1, innerLr: 0.01 });
   const whole = values((await algo.runShard(theta, tasks)).sum);
   const parts = await Promise.all(tasks.map(async (t) => values((await algo.runShard(theta, [t])).sum)));
   for (const n of Object.keys(whole)) {
@@ -147,8 +147,8 @@ test("batched tasks give the same meta-gradient as one task at a time, to float3
   const fam = sinusoidFamily();
   const tasks = [0, 1, 2, 3].map((i) => fam.task(2, "train", 1, i));
   for (const algorithm of ["maml", "fomaml", "reptile"] as const) {
-    const one = createAlgorithm({ algorithm, model, kind: "regression", innerSteps: 2, innerLr: 0.01 });
-    const many = createAlgorithm({ algorithm, model, kind: "regression", innerSteps: 2, innerLr: 0.01, batchTasks: true });
+    const one = runnerFor({ algorithm, model, kind: "regression", innerSteps: 2, innerLr: 0.01 });
+    const many = runnerFor({ algorithm, model, kind: "regression", innerSteps: 2, innerLr: 0.01, batchTasks: true });
     assert.equal(many.batched, true);
     const a = await one.runShard(theta, tasks);
     const b = await many.runShard(theta, tasks);
@@ -166,9 +166,9 @@ test("batched tasks give the same meta-gradient as one task at a time, to float3
 test("the same seed gives bit-identical parameters twice, for every algorithm", async () => {
   for (const algorithm of ["maml", "fomaml", "reptile"] as const) {
     const run = async (seed = 42) => {
-      const t = new LocalMetaTrainer(sinusoidMlp(), sinusoidFamily(), {
+      const t = new LocalMetaTrainer({
         algorithm, innerSteps: 2, innerLr: 0.01, metaLr: algorithm === "reptile" ? 0.5 : 1e-3,
-        metaBatchSize: 6, shardSize: 4, iterations: 5, seed,
+        metaBatchSize: 6, shardSize: 4, iterations: 5, seed, batchTasks: false,
       });
       for (let i = 0; i < 5; i++) await t.step();
       const snap = t.snapshot();
@@ -186,8 +186,8 @@ test("the same seed gives bit-identical parameters twice, for every algorithm", 
 
 test("no tensor is leaked across 100 meta-iterations", async () => {
   for (const [algorithm, batchTasks] of [["maml", false], ["fomaml", true], ["reptile", false]] as const) {
-    const t = new LocalMetaTrainer(sinusoidMlp(), sinusoidFamily({ shots: 5 }), {
-      algorithm, innerSteps: 2, innerLr: 0.01, metaLr: 1e-3, metaBatchSize: 3, shardSize: 2, iterations: 100, seed: 1, batchTasks,
+    const t = new LocalMetaTrainer({
+      algorithm, task: { family: "sinusoid", shots: 5 }, innerSteps: 2, innerLr: 0.01, metaLr: 1e-3, metaBatchSize: 3, shardSize: 2, iterations: 100, seed: 1, batchTasks,
     });
     await t.step(); // warm-up: backends may allocate lazily on first use
     const before = tf.memory().numTensors;
@@ -202,7 +202,7 @@ test("a hook that throws (cancellation) aborts the shard and frees every tensor"
   const theta = model.init(1);
   const tasks = [0, 1, 2].map((i) => sinusoidFamily().task(1, "train", 0, i));
   for (const algorithm of ["maml", "fomaml", "reptile"] as const) {
-    const algo = createAlgorithm({ algorithm, model, kind: "regression", innerSteps: 3, innerLr: 0.01 });
+    const algo = runnerFor({ algorithm, model, kind: "regression", innerSteps: 3, innerLr: 0.01 });
     const before = tf.memory().numTensors;
     await assert.rejects(
       algo.runShard(theta, tasks, { onInnerStep: (task, step) => { if (task === 1 && step === 1) throw new Error("cancelled"); } }),

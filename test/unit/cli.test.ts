@@ -2,6 +2,7 @@
 // the Temporal CLI is found, the export's Layers models, progress text, and the README's config reference.
 import { after, describe, test } from "node:test";
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -16,9 +17,10 @@ import { layersDiscrepancy, layersModelFor, writeExport } from "../../cli/export
 import { endLines, progressText } from "../../cli/watch.js";
 import type { RunStatusJson } from "../../cli/runs.js";
 import { newRunId } from "../../cli/commands/submit.js";
-import { parseRunConfig } from "../../contracts/config.js";
+import { parseRunConfig } from "../../meta/run-config.js";
 import { conv4, mlp, omniglotMlp, sinusoidMlp } from "../../meta/models.js";
 import { dispose } from "../../meta/params.js";
+import { LEARNERS } from "../../meta/algorithms/registry.js";
 import { REPO_ROOT } from "../harness/workers.js";
 import { useCpu } from "../helpers/tf.js";
 
@@ -74,7 +76,7 @@ describe("cli: input errors, before any service is contacted", () => {
     const cases: [string, RegExp][] = [
       ["innerSteps=0", /innerSteps=0 is not allowed \(allowed: integer 1–1000\)/],
       ["innerLr=-1", /innerLr=-1 is not allowed \(allowed: number > 0\)/],
-      ["algorithm=mamll", /algorithm="mamll" is not allowed \(allowed: maml \| fomaml \| reptile\)/],
+      ["algorithm=mamll", new RegExp(`algorithm="mamll" is not allowed \\(allowed: ${LEARNERS.map((l) => l.name).join(" \\| ")}\\)`)],
       ["failurePolicy.minShardFraction=2", /allowed: number in \(0, 1\]/],
       ["shardSize=30", /shardSize 30 exceeds metaBatchSize 25/],
     ];
@@ -278,5 +280,12 @@ describe("README", () => {
     const m = /<!-- config-reference:start[^>]*-->\n([\s\S]*?)\n<!-- config-reference:end -->/.exec(readme);
     assert.ok(m, "README.md has no <!-- config-reference:start --> … <!-- config-reference:end --> section");
     assert.equal(m[1], configReferenceMarkdown(), "the README's configuration reference is stale: run `npm run docs:config`");
+  });
+
+  test("so is its presets table: every registered learner's presets (npm run docs:config -- --check)", () => {
+    const r = spawnSync(process.execPath, ["--import", "tsx", join(REPO_ROOT, "cli", "docs-config.ts"), "--check"], { encoding: "utf8" });
+    assert.equal(r.status, 0, r.stderr);
+    const readme = readFileSync(join(REPO_ROOT, "README.md"), "utf8");
+    for (const l of LEARNERS) for (const p of l.presets) assert.ok(readme.includes(`| \`${p.name}\` | \`${l.name}\` |`), `preset ${p.name} missing from the README`);
   });
 });

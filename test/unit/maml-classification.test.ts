@@ -4,7 +4,7 @@
 import { test, before } from "node:test";
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
-import { createAlgorithm } from "../../meta/algorithms/inner.js";
+import { runnerFor } from "../helpers/learners.js";
 import { conv4, mlp, type Model } from "../../meta/models.js";
 import { dispose, type Params } from "../../meta/params.js";
 import { taskLoss, toTensors } from "../../meta/losses.js";
@@ -24,7 +24,7 @@ function randomTask(seed: number, ways: number, shots: number, shape: number[]):
     const y = new Int32Array(n).map((_, i) => i % ways);
     return { x, xShape: [n, ...shape], y };
   };
-  return { support: set(), query: set() };
+  return { support: set(), query: set(), seed };
 }
 
 function postLoss(model: Model, theta: Params, task: Task, k: number, lr: number): number {
@@ -55,8 +55,8 @@ function postLoss(model: Model, theta: Params, task: Task, k: number, lr: number
  */
 async function fdErrors(model: Model, task: Task, k: number, lr: number, dirs: number, eps = 1e-3) {
   const theta = model.init(21);
-  const maml = createAlgorithm({ algorithm: "maml", model, kind: "classification", innerSteps: k, innerLr: lr });
-  const fo = createAlgorithm({ algorithm: "fomaml", model, kind: "classification", innerSteps: k, innerLr: lr });
+  const maml = runnerFor({ algorithm: "maml", model, kind: "classification", innerSteps: k, innerLr: lr });
+  const fo = runnerFor({ algorithm: "fomaml", model, kind: "classification", innerSteps: k, innerLr: lr });
   const g2 = (await maml.runShard(theta, [task])).sum;
   const g1 = (await fo.runShard(theta, [task])).sum;
   const second: number[] = [];

@@ -5,7 +5,8 @@ import * as tf from "@tensorflow/tfjs";
 import {
   CorruptBlobError, crc32, deserializeParams, dispose, interpolate, serializeParams, sumInOrder, type Params,
 } from "../../meta/params.js";
-import { adam, deserializeState, reptileOuter, reptileStepSize, serializeState } from "../../meta/optimizers.js";
+import { adam, deserializeState, serializeState } from "../../meta/optimizers.js";
+import { reptileOuter, reptileStepSize } from "../../meta/algorithms/reptile.js";
 import { meanCI } from "../../meta/evaluate.js";
 import { Rng, deriveSeed } from "../../meta/rng.js";
 import { useCpu, values } from "../helpers/tf.js";
@@ -53,32 +54,34 @@ test("sumInOrder is a left fold and interpolate moves a fraction of the way", ()
 
 test("Adam's first step moves every parameter by lr against the gradient's sign", () => {
   // At t = 1: m̂ = g, v̂ = g², so the step is lr·g/(|g| + ε) ≈ lr·sign(g) for |g| ≫ ε.
-  const opt = adam({ lr: 0.01 });
+  const opt = adam();
   const theta = p([0, 0, 0, 0], [0, 0]);
   const sum = p([2, -4, 6, -8], [0.5, -0.5]); // summed over count = 2 tasks: mean halves it
   const st = opt.initialState(theta);
-  const { params, state } = opt.apply(theta, sum, 2, st);
+  const { params, state } = opt.apply(theta, sum, 2, st, { metaLr: 0.01 });
   const w = Array.from(params.w!.dataSync());
   [-0.01, 0.01, -0.01, 0.01].forEach((x, i) => assert.ok(Math.abs(w[i]! - x) < 1e-6, `w[${i}] = ${w[i]}`));
   assert.equal(state.step, 1);
   // State round-trips through bytes and continues identically.
   const restored = deserializeState(serializeState(state));
   assert.deepEqual(restored, state);
-  const a = opt.apply(params, sum, 2, state);
-  const b = opt.apply(params, sum, 2, restored);
+  const a = opt.apply(params, sum, 2, state, { metaLr: 0.01 });
+  const b = opt.apply(params, sum, 2, restored, { metaLr: 0.01 });
   assert.deepEqual(values(a.params), values(b.params));
   dispose(theta, sum, params, a.params, b.params);
 });
 
-test("Reptile's outer step: θ + ε·mean(Δ), ε annealed linearly to 0", () => {
-  const o = { metaLr: 1, totalIterations: 4 };
-  assert.deepEqual([0, 1, 2, 3, 4].map((t) => reptileStepSize(o, t)), [1, 0.75, 0.5, 0.25, 0]);
-  assert.equal(reptileStepSize({ ...o, anneal: false }, 3), 1);
-  const opt = reptileOuter(o);
+test("Reptile's outer step: θ + ε·mean(Δ), ε annealed linearly to metaLrFinal", () => {
+  const o = { anneal: true, metaLrFinal: 0 };
+  assert.deepEqual([0, 1, 2, 3, 4].map((t) => reptileStepSize(1, o, t, 4)), [1, 0.75, 0.5, 0.25, 0]);
+  assert.equal(reptileStepSize(1, { ...o, anneal: false }, 3, 4), 1);
+  // ε_t = ε₀(1 − t/T) + ε_final·t/T: at t = 2 of 4 with ε_final 0.2, 0.5 + 0.1 = 0.6.
+  assert.ok(Math.abs(reptileStepSize(1, { anneal: true, metaLrFinal: 0.2 }, 2, 4) - 0.6) < 1e-12);
+  const opt = reptileOuter({ ...o, innerOptimizer: "sgd", adamBeta1: 0, adamBeta2: 0.999, transductive: true }, 4);
   const theta = p([1, 1, 1, 1], [0, 0]);
   const deltaSum = p([2, 2, 2, 2], [4, 4]); // mean over 2 tasks: [1, …], [2, 2]
   const st = { kind: "reptile" as const, step: 1 }; // ε = 0.75
-  const { params, state } = opt.apply(theta, deltaSum, 2, st);
+  const { params, state } = opt.apply(theta, deltaSum, 2, st, { metaLr: 1 });
   assert.deepEqual(Array.from(params.w!.dataSync()), [1.75, 1.75, 1.75, 1.75]);
   assert.deepEqual(Array.from(params.b!.dataSync()), [1.5, 1.5]);
   assert.deepEqual(deserializeState(serializeState(state)), { kind: "reptile", step: 2 });

@@ -1,8 +1,9 @@
 // Every preset validates against the run-config schema, and the schema's errors say what to fix.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { PRESETS } from "../../contracts/presets.js";
-import { InvalidRunConfigError, parseRunConfig, shardPlan } from "../../contracts/config.js";
+import { InvalidRunConfigError, shardPlan } from "../../contracts/config.js";
+import { PRESETS } from "../../meta/algorithms/registry.js";
+import { parseRunConfig } from "../../meta/run-config.js";
 
 test("every preset parses, with a source and a unique name", () => {
   const names = new Set<string>();
@@ -32,7 +33,7 @@ test("invalid configs name the field and the fix", () => {
   bad({ innerLr: -1 }, /innerLr: .*(>0|positive|greater)/i);
   bad({ algorithm: "sgd" }, /algorithm: /);
   bad({ metaBatchSize: 4, shardSize: 8 }, /shardSize: shardSize 8 exceeds metaBatchSize 4/);
-  bad({ task: { family: "omniglot" } }, /model\.kind: sinusoid-mlp fits the sinusoid family only/);
+  bad({ task: { family: "omniglot" } }, /model\.kind: sinusoid-mlp does not fit classification tasks \(omniglot\); use omniglot-mlp or conv4/);
   bad({ bogus: 1 }, /bogus/);
 });
 

@@ -1,0 +1,78 @@
+// The coordinator's checkpoint activities: write a manifest then the run's `latest` pointer; read one
+// back, verifying the blobs it names and whether the requested config can resume from it.
+import type { CheckpointManifest, LoadCheckpointInput, LoadCheckpointOutput, WriteCheckpointInput, WriteCheckpointOutput } from "../contracts/activities.js";
+import { decodeArrays } from "../meta/params.js";
+import { parseRunConfig, resumeIncompatibilities } from "../meta/run-config.js";
+import { BlobNotFound } from "../storage/blobstore.js";
+import { checkpointManifestKey, contentAddress, latestCheckpointKey } from "../storage/keys.js";
+import { blobMismatch, invalidInput } from "./errors.js";
+import { isCount, isObject, secondsSince, utf8, type ActivityKit } from "./ports.js";
+
+/** Format of checkpoint manifests (also in contracts' CheckpointManifest type). */
+export const CHECKPOINT_FORMAT = "metatrain-checkpoint/1" as const;
+
+/** Body of a run's `latest` pointer. */
+export interface LatestPointer {
+  manifestKey: string;
+  iteration: number;
+}
+
+export function checkpointActivities(kit: ActivityKit) {
+  const { store, log, now, metrics, readJson } = kit;
+  async function writeCheckpoint({ manifest: m }: WriteCheckpointInput): Promise<WriteCheckpointOutput> {
+    const started = performance.now();
+    const config = parseRunConfig(m.config);
+    const manifestKey = checkpointManifestKey(m.runId, m.iteration);
+    // A manifest naming missing blobs could never be resumed from: refuse to write it.
+    for (const k of [m.paramsKey, m.optimKey]) if (!(await store.exists(k))) throw new BlobNotFound(k, store.describe());
+    const manifest: CheckpointManifest = { format: CHECKPOINT_FORMAT, ...m, config, createdAt: now().toISOString() };
+    const manifestBytes = utf8(JSON.stringify(manifest, null, 2));
+    await store.put(manifestKey, manifestBytes, { contentType: "application/json" });
+    // Pointer last: whoever reads `latest` finds a complete manifest behind it.
+    const pointer: LatestPointer = { manifestKey, iteration: m.iteration };
+    const pointerBytes = utf8(JSON.stringify(pointer));
+    await store.put(latestCheckpointKey(m.runId), pointerBytes, { contentType: "application/json" });
+    // The parameters and optimizer state it names were written (content-addressed) by the outer step.
+    metrics.observeCheckpoint(secondsSince(started), manifestBytes.byteLength + pointerBytes.byteLength);
+    log("writeCheckpoint", { runId: m.runId, iteration: m.iteration, manifestKey });
+    return { manifestKey };
+  }
+
+  async function loadCheckpoint({ key, requested }: LoadCheckpointInput): Promise<LoadCheckpointOutput> {
+    let manifestKey = key;
+    let doc = await readJson(key);
+    if (isObject(doc) && doc.format === undefined && typeof doc.manifestKey === "string") {
+      manifestKey = doc.manifestKey;
+      doc = await readJson(manifestKey);
+    }
+    const fix = "pass a manifest key (runs/<runId>/checkpoints/<iteration>/manifest.json) or a run's runs/<runId>/checkpoints/latest.json";
+    if (!isObject(doc) || doc.format !== CHECKPOINT_FORMAT) {
+      const format = isObject(doc) ? JSON.stringify(doc.format) : "none";
+      throw invalidInput(`"${manifestKey}" is not a ${CHECKPOINT_FORMAT} manifest (format ${format})`, fix);
+    }
+    const bad: string[] = ["runId", "paramsKey", "optimKey", "createdAt"].filter((f) => typeof doc[f] !== "string");
+    if (!isCount(doc.iteration)) bad.push("iteration");
+    if (typeof doc.metaLr !== "number") bad.push("metaLr");
+    if (!isObject(doc.metrics)) bad.push("metrics");
+    if (bad.length) throw blobMismatch(manifestKey, `is a checkpoint manifest with missing or invalid fields: ${bad.join(", ")}`);
+    // Read the blobs the checkpoint names, whatever the workers' caches hold: a resume from a
+    // damaged checkpoint must fail here, at once, rather than train on from cached tensors.
+    for (const k of [doc.paramsKey as string, doc.optimKey as string]) await verifyStateBlob(k);
+    const fromCheckpoint = parseRunConfig(doc.config);
+    // The config to go on with (the requested one, else the checkpoint's), checked against what the checkpoint ties down.
+    const config = requested == null ? fromCheckpoint : parseRunConfig(requested);
+    const problems = resumeIncompatibilities(fromCheckpoint, config, doc.iteration as number);
+    return { ...(doc as unknown as CheckpointManifest), config: fromCheckpoint, resume: { config, problems } };
+  }
+
+  /** A content-addressed state blob: the store's checksum, the tensor format's CRC, the address. */
+  async function verifyStateBlob(key: string): Promise<void> {
+    const bytes = await store.get(key);
+    decodeArrays(bytes);
+    const sha = /\/([0-9a-f]{64})\.mtt$/.exec(key)?.[1];
+    if (sha !== undefined && contentAddress(bytes) !== sha) {
+      throw blobMismatch(key, "does not hash to the content address in its key");
+    }
+  }
+  return { writeCheckpoint, loadCheckpoint };
+}

@@ -1,0 +1,135 @@
+// The ports activities run over (a blob store, a log, the activity context, metrics, a clock) and
+// the kit every activity file shares: those ports resolved with their defaults, the per-process
+// caches, and the blob helpers. The worker wires real ports; tests pass in-memory ones.
+import * as tf from "@tensorflow/tfjs";
+import { Context } from "@temporalio/activity";
+import { deserializeState, type OuterState } from "../meta/optimizers.js";
+import { CorruptBlobError, deserializeParams, type Params } from "../meta/params.js";
+import type { RunConfig } from "../meta/run-config.js";
+import { BlobCorrupt, type BlobStore } from "../storage/blobstore.js";
+import { contentAddress } from "../storage/keys.js";
+import { noopMetrics, type MetricsPort } from "../telemetry/metrics.js";
+import { BuildCache } from "./build.js";
+import { ParamsCache } from "./params-cache.js";
+
+/** What an activity needs from Temporal: heartbeats, the cancellation signal and the attempt number. */
+export interface ActivityContext {
+  heartbeat(details?: unknown): void;
+  signal: AbortSignal;
+  /** Temporal attempt of this execution, 1 for the first (attempts above 1 are retries, for metrics). Default 1. */
+  attempt?: number;
+}
+
+export type ActivityLog = (msg: string, fields?: Record<string, unknown>) => void;
+
+export interface ActivityDeps {
+  /** Where parameters, optimizer state, shard results and checkpoints live. */
+  store: BlobStore;
+  /** Structured log line sink. Default: discard. */
+  log?: ActivityLog;
+  /** The current activity's context. Default: `Context.current()` of @temporalio/activity. */
+  context?: () => ActivityContext;
+  /** Parameter sets cached per worker by key (LRU; evicted tensors are disposed). Default 4. */
+  paramsCacheSize?: number;
+  /** The tfjs backend in use, reported with shard results. Default `tf.getBackend()`. */
+  backendName?: () => string;
+  /** Least time between two heartbeats sent from inner steps, in ms; every task end heartbeats regardless. Default 1000. */
+  heartbeatIntervalMs?: number;
+  /** Clock for manifest timestamps. Default `new Date()`. */
+  now?: () => Date;
+  /**
+   * Where activities report metrics (telemetry/): inner loops, shard outcomes, outer steps, run
+   * progress, checkpoints, parameter-cache lookups. Default `noopMetrics`. Evaluations and run
+   * state are reported by the workflow's sinks on the coordinator, not here (docs/observability.md).
+   */
+  metrics?: MetricsPort;
+  /**
+   * Benchmarks only: sleep this many ms per task after its real work (heartbeating and honouring
+   * cancellation), to stand in for GPU compute when measuring orchestration scaling. Default 0.
+   */
+  simulatedTaskMs?: number;
+}
+
+/** The Temporal activity context, adapted to the port. */
+export function temporalContext(): ActivityContext {
+  const c = Context.current();
+  return { heartbeat: (d) => c.heartbeat(d), signal: c.cancellationSignal, attempt: c.info.attempt };
+}
+
+export const utf8 = (s: string): Uint8Array => new TextEncoder().encode(s);
+
+export function isObject(x: unknown): x is Record<string, unknown> {
+  return typeof x === "object" && x !== null && !Array.isArray(x);
+}
+
+export function isCount(n: unknown, min = 0): n is number {
+  return typeof n === "number" && Number.isSafeInteger(n) && n >= min;
+}
+
+export const secondsSince = (start: number): number => (performance.now() - start) / 1000;
+
+/** The ports with their defaults, the per-process caches and the blob helpers every activity uses. */
+export type ActivityKit = ReturnType<typeof activityKit>;
+
+export function activityKit(deps: ActivityDeps) {
+  const { store } = deps;
+  const log: ActivityLog = deps.log ?? (() => {});
+  const context = deps.context ?? temporalContext;
+  const backendName = deps.backendName ?? (() => tf.getBackend());
+  const heartbeatIntervalMs = deps.heartbeatIntervalMs ?? 1000;
+  const now = deps.now ?? (() => new Date());
+  const simulatedTaskMs = deps.simulatedTaskMs ?? 0;
+  const metrics = deps.metrics ?? noopMetrics;
+  const builds = new BuildCache();
+
+
+  /** Decode a tensor blob; a bad checksum or layout becomes BlobCorrupt naming the key. */
+  function decodeTensors(key: string, bytes: Uint8Array): { params: Params; meta: unknown } {
+    try {
+      return deserializeParams(bytes);
+    } catch (e) {
+      if (e instanceof CorruptBlobError) throw new BlobCorrupt(key, e.message);
+      throw e;
+    }
+  }
+
+  async function readState(key: string): Promise<OuterState> {
+    const bytes = await store.get(key);
+    try {
+      return deserializeState(bytes);
+    } catch (e) {
+      throw new BlobCorrupt(key, (e as Error).message);
+    }
+  }
+
+  async function readJson(key: string): Promise<unknown> {
+    const bytes = await store.get(key);
+    try {
+      return JSON.parse(new TextDecoder().decode(bytes));
+    } catch (e) {
+      throw new BlobCorrupt(key, `not valid JSON (${(e as Error).message})`);
+    }
+  }
+
+  const cache = new ParamsCache({
+    capacity: deps.paramsCacheSize ?? 4,
+    load: async (key) => decodeTensors(key, await store.get(key)).params,
+    onEvict: (key) => {
+      log("params cache evicted", { key });
+      metrics.observeParamsCacheEviction();
+    },
+    onLookup: (hit) => metrics.observeParamsCache(hit),
+  });
+
+  /** Write under a content address; an existing blob already holds these bytes (retries are no-ops). */
+  async function putContentAddressed(keyOf: (runId: string, sha: string) => string, runId: string, bytes: Uint8Array): Promise<string> {
+    const key = keyOf(runId, contentAddress(bytes));
+    if (!(await store.exists(key))) await store.put(key, bytes);
+    return key;
+  }
+
+  /** Parameters as stored: the meta names the model so a blob says what it is. */
+  const paramsMeta = (config: RunConfig) => ({ kind: "params", model: builds.get(config).setup.model.name, learner: config.algorithm });
+
+  return { store, log, context, backendName, heartbeatIntervalMs, now, simulatedTaskMs, metrics, builds, cache, decodeTensors, readState, readJson, putContentAddressed, paramsMeta };
+}

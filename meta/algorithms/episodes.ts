@@ -1,0 +1,191 @@
+// What the learners share below their own math: a shard's tasks as episodes (one task, or all of
+// them stacked on a task axis), the SGD step, query metrics read inside the tape, cancellation that
+// never unwinds through tf.grads, and the shard sum folded in task order.
+import * as tf from "@tensorflow/tfjs";
+import type { Model } from "../models.js";
+import { addScaled, dispose, fromList, names, type Params } from "../params.js";
+import { accuracy, disposeExamples, stackExamples, taskLoss, taskLosses, toTensors, type ExampleTensors } from "../losses.js";
+import type { Task, TaskKind } from "../tasks/types.js";
+import type { ShardHooks, ShardResult, TaskMetrics } from "./types.js";
+
+/** A unit of work: one task, or all tasks of a shard stacked along a leading task axis. */
+export interface Episode {
+  count: number;
+  kind: TaskKind;
+  support: ExampleTensors;
+  query: ExampleTensors;
+  /** θ as this episode's forward expects it: unchanged, or tiled to [T, ...]. */
+  expand: (theta: Params) => Params;
+  forward: (p: Params, x: tf.Tensor) => tf.Tensor;
+  /** Sum a per-task-shaped map over the task axis (identity when unbatched). */
+  reduce: (p: Params) => Params;
+  /** The tasks, for learners that need their raw examples (e.g. minibatches). */
+  tasks: readonly Task[];
+}
+
+function single(task: Task, model: Model, kind: TaskKind): Episode {
+  return {
+    count: 1,
+    kind,
+    support: toTensors(task.support, kind, model.outputs),
+    query: toTensors(task.query, kind, model.outputs),
+    expand: (t) => t,
+    forward: (p, x) => model.forward(p, x),
+    reduce: (p) => p,
+    tasks: [task],
+  };
+}
+
+/** θ tiled to [T, ...] for a task-batched forward. */
+export function tileParams(theta: Params, T: number): Params {
+  const p: Params = {};
+  for (const k of names(theta)) {
+    const t = theta[k]!;
+    p[k] = tf.tile(tf.expandDims(t, 0), [T, ...t.shape.map(() => 1)]);
+  }
+  return p;
+}
+
+function batched(tasks: readonly Task[], model: Model, kind: TaskKind): Episode {
+  const T = tasks.length;
+  return {
+    count: T,
+    kind,
+    support: stackExamples(tasks.map((t) => t.support), kind, model.outputs),
+    query: stackExamples(tasks.map((t) => t.query), kind, model.outputs),
+    expand: (theta) => tileParams(theta, T),
+    forward: (p, x) => model.forwardBatched!(p, x),
+    reduce: (p) => {
+      const out: Params = {};
+      for (const k of names(p)) out[k] = tf.sum(p[k]!, 0);
+      return out;
+    },
+    tasks,
+  };
+}
+
+/** Episode of a task list: batched over a task axis, or the single task (tasks.length must be 1). */
+export function episodeOf(tasks: readonly Task[], model: Model, kind: TaskKind, asBatch: boolean): Episode {
+  if (asBatch) return batched(tasks, model, kind);
+  if (tasks.length !== 1) throw new Error(`an unbatched episode holds one task, got ${tasks.length}`);
+  return single(tasks[0]!, model, kind);
+}
+
+/** Free an episode's example tensors. */
+export function disposeEpisode(e: Episode): void {
+  disposeExamples(e.support);
+  disposeExamples(e.query);
+}
+
+/** Whether a shard runs batched: asked for, allowed by the learner, and possible for the model. */
+export function canBatch(model: Model, requested: boolean, learnerAllows: boolean): boolean {
+  return requested && learnerAllows && model.forwardBatched !== undefined;
+}
+
+/** One SGD step φ ← φ − α∇L(φ) over the names in `keys` (Finn et al. eq. 1); other entries pass through. */
+export function sgdStep(keys: readonly string[], phi: Params, lossOf: (p: Params) => tf.Scalar, lr: number): Params {
+  const g = tf.grads((...vals: tf.Tensor[]) => lossOf({ ...phi, ...fromList(keys, vals) }))(keys.map((k) => phi[k]!));
+  return { ...phi, ...addScaled(fromList(keys, keys.map((k) => phi[k]!)), fromList(keys, g), -lr) };
+}
+
+/** The support loss of an episode under parameters p. */
+export const supportLoss = (e: Episode) => (p: Params): tf.Scalar => taskLoss(e.kind, e.forward(p, e.support.x), e.support.y);
+
+/** Per-task query loss (and accuracy) read synchronously, so nothing has to outlive a gradient tape. */
+export interface QueryReadout {
+  loss: number[];
+  accuracy: number[];
+}
+
+/** The summed query loss of `p` (to differentiate), recording per-task values in `into`. */
+export function queryLoss(e: Episode, p: Params, into: QueryReadout): tf.Scalar {
+  return queryLossOf(e, e.forward(p, e.query.x), into);
+}
+
+/** The summed query loss of query outputs `out`, recording per-task values in `into`. */
+export function queryLossOf(e: Episode, out: tf.Tensor, into: QueryReadout): tf.Scalar {
+  const losses = taskLosses(e.kind, out, e.query.y);
+  into.loss = Array.from(losses.dataSync());
+  if (e.kind === "classification") into.accuracy = Array.from(accuracy(out, e.query.labels!).dataSync());
+  return losses.rank === 0 ? (losses as tf.Scalar) : tf.sum(losses);
+}
+
+/** Per-task metrics from the readouts before and after adaptation. */
+export function taskMetrics(e: Episode, pre: QueryReadout, post: QueryReadout): TaskMetrics[] {
+  const cls = e.kind === "classification";
+  return pre.loss.map((p, i) => ({
+    preLoss: p,
+    postLoss: post.loss[i]!,
+    ...(cls ? { preAccuracy: pre.accuracy[i]!, postAccuracy: post.accuracy[i]! } : {}),
+  }));
+}
+
+/**
+ * Inner-step hooks that never throw inside a gradient tape. A hook that throws (cancellation) must
+ * not unwind through tf.grads: tfjs keeps the tensors it saved for the backward pass until that pass
+ * runs. So `step` records the error and answers false (stop stepping); `rethrow` raises it once the
+ * tape is gone.
+ */
+export function abortableSteps(hooks: ShardHooks, firstTask: number) {
+  let aborted: { error: unknown } | undefined;
+  return {
+    step(i: number): boolean {
+      try {
+        hooks.onInnerStep?.(firstTask, i);
+      } catch (error) {
+        aborted = { error };
+      }
+      return aborted === undefined;
+    },
+    rethrow(): void {
+      if (aborted) throw aborted.error;
+    },
+  };
+}
+
+/** What a learner computes for one episode: its summed contribution and per-task metrics. */
+export type EpisodeFn = (e: Episode, theta: Params, firstTask: number, hooks: ShardHooks) => { result: Params; metrics: TaskMetrics[] };
+
+/**
+ * Run a shard: episodes in task order, each through `fn` inside a tidy, their results folded left
+ * in task order ((r0 + r1) + r2) + … — the order is part of determinism. The caller owns the sum.
+ */
+export async function runEpisodes(
+  theta: Params,
+  tasks: readonly Task[],
+  o: { model: Model; kind: TaskKind; batched: boolean },
+  fn: EpisodeFn,
+  hooks: ShardHooks = {},
+): Promise<ShardResult> {
+  if (tasks.length === 0) throw new Error("runShard: a shard needs at least one task");
+  const groups = o.batched ? [tasks] : tasks.map((t) => [t]);
+  let sum: Params | undefined;
+  const metrics: TaskMetrics[] = [];
+  try {
+    for (const gt of groups) {
+      const e = episodeOf(gt, o.model, o.kind, o.batched);
+      let r: { result: Params; metrics: TaskMetrics[] };
+      try {
+        r = tf.tidy(() => fn(e, theta, metrics.length, hooks) as unknown as tf.TensorContainer) as unknown as typeof r;
+      } finally {
+        disposeEpisode(e);
+      }
+      if (sum === undefined) sum = r.result;
+      else {
+        const prev: Params = sum;
+        sum = tf.tidy(() => {
+          const s: Params = {};
+          for (const k of names(prev)) s[k] = tf.add(prev[k]!, r.result[k]!);
+          return s;
+        });
+        dispose(prev, r.result);
+      }
+      metrics.push(...r.metrics);
+      await hooks.afterTask?.(metrics.length);
+    }
+  } catch (e) {
+    dispose(sum);
+    throw e;
+  }
+  return { sum: sum!, metrics };
+}

@@ -1,0 +1,71 @@
+// Every registered learner runs from one of its presets on the default local stack, as a new user
+// would: `metatrain dev`, then `metatrain submit --preset P --set iterations=2 --set evalTasks=10
+// --watch` in another process, which must exit 0 with the run completed. The learner list comes
+// from the registry, so a new learner is covered by registering it.
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { LEARNERS } from "../../meta/algorithms/registry.js";
+import type { Preset } from "../../meta/algorithms/learner.js";
+import { METATRAIN_BIN, skipUnlessTemporalCli, startDevStack, type DevStack } from "../harness/dev-stack.js";
+
+const MINUTE = 60_000;
+
+/**
+ * The learner's cheapest preset, so the suite stays short on a 2-core CI machine without the native
+ * backend: sinusoid first, then the Omniglot MLP, then whatever it has (every preset's config is
+ * validated against the schema in test/unit/presets.test.ts).
+ */
+export function cheapestPreset(presets: readonly Preset[]): Preset {
+  const rank = (p: Preset) => {
+    const c = p.config as { task?: { family?: string }; model?: { kind?: string } };
+    if (c.task?.family === "sinusoid") return 0;
+    if (c.model?.kind === "omniglot-mlp") return 1;
+    return 2;
+  };
+  return [...presets].sort((a, b) => rank(a) - rank(b))[0]!;
+}
+
+describe("every learner runs from a preset on `metatrain dev`", { skip: skipUnlessTemporalCli(), timeout: 20 * MINUTE }, () => {
+  let dir: string;
+  let stack: DevStack;
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), "metatrain-presets-"));
+    stack = await startDevStack(dir);
+  });
+
+  after(async () => {
+    await stack?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  for (const learner of LEARNERS) {
+    const preset = cheapestPreset(learner.presets);
+    test(`${learner.name}: submit --preset ${preset.name} --watch completes`, async () => {
+      assert.ok(learner.presets.length > 0, `${learner.name} has no preset`);
+      const args = ["submit", "--preset", preset.name, "--set", "iterations=2", "--set", "evalTasks=10", "--run-id", `preset-${learner.name}`, "--watch", "--interval", "0.5"];
+      const r = await new Promise<{ code: number | null; out: string; err: string }>((res, rej) => {
+        const child = spawn(process.execPath, [METATRAIN_BIN, ...args], { cwd: dir, env: stack.env, stdio: ["ignore", "pipe", "pipe"] });
+        let out = "";
+        let err = "";
+        child.stdout.on("data", (c: Buffer) => (out += c.toString()));
+        child.stderr.on("data", (c: Buffer) => (err += c.toString()));
+        const timer = setTimeout(() => {
+          child.kill("SIGKILL");
+          rej(new Error(`metatrain ${args.join(" ")} did not finish in 6 minutes:\n${out}\n${err}\n--- dev:\n${stack.output().slice(-4000)}`));
+        }, 6 * MINUTE);
+        child.once("exit", (code) => {
+          clearTimeout(timer);
+          res({ code, out, err });
+        });
+      });
+      assert.equal(r.code, 0, `exit ${r.code}\nstdout:\n${r.out}\nstderr:\n${r.err}\n--- dev:\n${stack.output().slice(-4000)}`);
+      assert.match(r.out, new RegExp(`run preset-${learner.name} completed: 2/2 iterations`));
+      assert.match(r.out, /held-out (MSE|acc) \d/);
+    });
+  }
+});
