@@ -3,12 +3,14 @@
 import { fomaml } from "./fomaml.js";
 import type { Learner, Preset } from "./learner.js";
 import { maml } from "./maml.js";
+import { metaSgd } from "./meta-sgd.js";
 import { reptile } from "./reptile.js";
 
 export const LEARNERS: readonly Learner<any>[] = [
   maml,
   fomaml,
   reptile,
+  metaSgd,
 ];
 
 /** The learner named `name`, or undefined. */

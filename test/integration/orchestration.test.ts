@@ -678,6 +678,23 @@ describe("meta-training orchestration on Temporal and S3", { skip: skipUnlessTem
     await pool.ensure("gpu", 2);
   }));
 
+  test("(b4) a learner with meta-parameters of its own (Meta-SGD's α): SIGKILL of a gpu worker mid-shard, bit-identical", { timeout: 10 * MINUTE }, withLogs(async () => {
+    const runId = "crash-gpu-meta-sgd";
+    const input: RunConfigInput = { ...HEAVY, algorithm: "meta-sgd", iterations: 12, seed: 23, "meta-sgd": { alphaInit: "uniform" } };
+    const cfg = parseRunConfig(input);
+    void reference(cfg);
+    await start(runId, { runId, config: input });
+    await waitProgress(runId, (p) => p.iteration >= 3, "iteration 3");
+    const victim = await killGpuWorkerMidShard(runId, (id) => stillPending(runId, id));
+    console.log(`# killed gpu worker ${victim.name} (pid ${victim.pid}) during a Meta-SGD shard of iteration ~${(await progress(runId))?.iteration}`);
+    const r = await result(runId);
+    assert.equal(r.iteration, 12);
+    const stored = await storedParams(r.paramsKey);
+    assert.ok(Object.keys(stored).some((k) => k.startsWith("learner/lr/")), "the stored meta-parameters include α");
+    assertBitIdentical(stored, await reference(cfg), `${runId} final θ and α`);
+    await pool.ensure("gpu", 2);
+  }));
+
   test("(b2) SIGKILL of the coordinator mid-run, then a new coordinator: the run completes, bit-identical", { timeout: 10 * MINUTE }, withLogs(async () => {
     const runId = "crash-coordinator";
     const input: RunConfigInput = { ...BASE, iterations: 30, seed: 22 };
