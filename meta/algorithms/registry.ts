@@ -1,5 +1,6 @@
 // The one list of learners. Adding a learner is its file plus one line here; the config schema,
 // presets, CLI help, docs, resume checks, activities and evaluation all read this list.
+import { anil } from "./anil.js";
 import { fomaml } from "./fomaml.js";
 import type { Learner, Preset } from "./learner.js";
 import { maml } from "./maml.js";
@@ -11,6 +12,7 @@ export const LEARNERS: readonly Learner<any>[] = [
   fomaml,
   reptile,
   metaSgd,
+  anil,
 ];
 
 /** The learner named `name`, or undefined. */

@@ -586,6 +586,16 @@ describe("meta-training orchestration on Temporal and S3", { skip: skipUnlessTem
     }
   }));
 
+  test("(a2) ANIL (head-only inner loop) on one gpu worker and on two: both bit-identical to the in-process run", { timeout: 8 * MINUTE }, withLogs(async () => {
+    const input: RunConfigInput = { ...BASE, algorithm: "anil", innerSteps: 2, innerLr: 0.1, iterations: 6, checkpointEvery: 3, continueAsNewEvery: 100, evalEvery: 0 };
+    // One worker: stop all but the first (SIGTERM drains), run, then two again and run once more.
+    for (const w of pool.alive("gpu").slice(1)) await w.kill("SIGTERM");
+    assert.equal(pool.alive("gpu").length, 1);
+    await runToEnd("anil-1-worker", input);
+    await pool.ensure("gpu", 2);
+    await runToEnd("anil-2-workers", input);
+  }));
+
   test("(a') the recorded histories replay deterministically against the workflow code", { timeout: 5 * MINUTE }, withLogs(async () => {
     assert.ok(completedWorkflowIds.length > 0, "needs the runs of (a)");
     const histories = [];

@@ -1,0 +1,113 @@
+// ANIL (Raghu et al. 2019, "Almost No Inner Loop"): MAML whose inner loop adapts only the head. The
+// body's features are computed once per task; the head takes innerSteps SGD steps on them; each task
+// contributes the gradient of its query loss with respect to body and head; Adam applies the mean.
+import * as tf from "@tensorflow/tfjs";
+import { z } from "zod";
+import { evaluateWith, type AdaptAndMeasure } from "../evaluate.js";
+import { registerHigherOrderGradients } from "../gradients.js";
+import { taskLoss } from "../losses.js";
+import type { ModelSplit } from "../models.js";
+import { adam } from "../optimizers.js";
+import { fromList, names, pick, type Params } from "../params.js";
+import { abortableSteps, queryLoss, queryLossOf, sgdStep, taskMetrics, type Episode, type EpisodeFn, type QueryReadout } from "./episodes.js";
+import { defineLearner, type LearnerSetup } from "./learner.js";
+import { episodeRunner } from "./maml.js";
+
+const options = z.object({
+  firstOrder: z.boolean().default(false).describe("Treat the adapted head as a constant in the outer gradient (first-order ANIL); default: differentiate through the head's inner steps."),
+});
+export type AnilOptions = z.infer<typeof options>;
+
+/** `steps` SGD steps of the head on fixed features (calls `each` after every step; stops when it answers false). */
+function adaptHead(split: ModelSplit, e: Episode, p: Params, features: tf.Tensor, lr: number, steps: number, each: (i: number, head: Params) => boolean): Params {
+  let head = pick(p, split.headKeys);
+  const lossOf = (h: Params) => taskLoss(e.kind, split.head(h, features), e.support.y);
+  for (let i = 0; i < steps; i++) {
+    head = sgdStep(split.headKeys, head, lossOf, lr);
+    if (!each(i, head)) break;
+  }
+  return head;
+}
+
+export function anilEpisode(split: ModelSplit, innerSteps: number, innerLr: number, firstOrder: boolean): EpisodeFn {
+  return (e, theta, firstTask, hooks) => {
+    const keys = names(theta);
+    const steps = abortableSteps(hooks, firstTask);
+    const pre: QueryReadout = { loss: [], accuracy: [] };
+    const post: QueryReadout = { loss: [], accuracy: [] };
+    queryLoss(e, theta, pre);
+    let result: Params;
+    if (!firstOrder) {
+      // Second order: the query loss through the head's steps and through the body's features.
+      const f = (...vals: tf.Tensor[]) => {
+        const p = fromList(keys, vals);
+        const head = adaptHead(split, e, p, split.body(p, e.support.x), innerLr, innerSteps, (i) => steps.step(i));
+        return queryLossOf(e, split.head(head, split.body(p, e.query.x)), post);
+      };
+      result = fromList(keys, tf.grads(f)(keys.map((k) => theta[k]!)));
+      steps.rethrow();
+    } else {
+      const head = adaptHead(split, e, theta, split.body(theta, e.support.x), innerLr, innerSteps, (i) => steps.step(i));
+      steps.rethrow();
+      // First order: the gradient at (body θ, adapted head φ) with φ a leaf of its own.
+      const at = { ...theta, ...head };
+      result = fromList(keys, tf.grads((...vals: tf.Tensor[]) => queryLoss(e, fromList(keys, vals), post))(keys.map((k) => at[k]!)));
+    }
+    return { result, metrics: taskMetrics(e, pre, post) };
+  };
+}
+
+/** Test time: features once, then SGD on the head alone. */
+function anilAdaptation(split: ModelSplit, lr: number): AdaptAndMeasure {
+  return (e, params, wanted, record) => {
+    const fq = split.body(params, e.query.x);
+    if (wanted.includes(0)) record(0, split.head(params, fq));
+    const maxSteps = wanted[wanted.length - 1] ?? 0;
+    adaptHead(split, e, params, split.body(params, e.support.x), lr, maxSteps, (i, head) => {
+      if (wanted.includes(i + 1)) record(i + 1, split.head(head, fq));
+      return true;
+    });
+  };
+}
+
+const splitOf = (s: LearnerSetup<AnilOptions>): ModelSplit => {
+  if (!s.model.split) throw new Error(`anil needs a model with a body/head split; ${s.model.name} has none`);
+  return s.model.split;
+};
+
+export const anil = defineLearner<AnilOptions>({
+  name: "anil",
+  title: "ANIL (Raghu et al. 2019)",
+  summary: "MAML's meta-gradient with only the head adapted (innerSteps SGD steps on features computed once per task); Adam (metaLr) on the mean",
+  options,
+  needs: { secondOrder: true, taskKinds: ["regression", "classification"], taskBatching: false, headSplit: true },
+  stateLayout: "model+adam",
+  pins: [],
+  init: (s, seed) => s.model.init(seed),
+  outer: () => adam(),
+  shardRunner(s) {
+    if (!s.hyper.firstOrder) registerHigherOrderGradients();
+    return episodeRunner(s, anilEpisode(splitOf(s), s.config.innerSteps, s.config.innerLr, s.hyper.firstOrder), false);
+  },
+  evaluate: (s, params, o) => evaluateWith(s.model, s.test, params, o, anilAdaptation(splitOf(s), s.config.innerLr), { batchable: false }),
+  presets: [
+    {
+      name: "omniglot-20w1s-anil-conv4",
+      description: "Omniglot 20-way 1-shot, ANIL, Conv4 (stride 2, batch norm)",
+      source: "Raghu et al. 2019, Table 2 with MAML's hyperparameters (Finn et al. A.1): 5 inner steps α = 0.1 on the head, meta-batch 16, Adam 1e-3 (paper: 96.2 ± 0.5%)",
+      config: { algorithm: "anil", task: { family: "omniglot", split: "vinyals", ways: 20, shots: 1, queryShots: 5 }, model: { kind: "conv4", downsample: "stride", batchNorm: true, filters: 64 }, innerSteps: 5, innerLr: 0.1, metaLr: 0.001, metaBatchSize: 16, shardSize: 2, iterations: 60000, evalSteps: 5, evalTasks: 600, evalEvery: 1000, checkpointEvery: 100 },
+    },
+    {
+      name: "omniglot-20w5s-anil-conv4",
+      description: "Omniglot 20-way 5-shot, ANIL, Conv4 (stride 2, batch norm)",
+      source: "Raghu et al. 2019, Table 2 with MAML's hyperparameters: 5 inner steps α = 0.1 on the head, meta-batch 16, Adam 1e-3 (paper: 98.0 ± 0.3%)",
+      config: { algorithm: "anil", task: { family: "omniglot", split: "vinyals", ways: 20, shots: 5, queryShots: 5 }, model: { kind: "conv4", downsample: "stride", batchNorm: true, filters: 64 }, innerSteps: 5, innerLr: 0.1, metaLr: 0.001, metaBatchSize: 16, shardSize: 2, iterations: 60000, evalSteps: 5, evalTasks: 600, evalEvery: 1000, checkpointEvery: 100 },
+    },
+    {
+      name: "omniglot-5w1s-anil-mlp",
+      description: "Omniglot 5-way 1-shot, ANIL, MLP 784-256-128-64-64-5 with batch norm",
+      source: "ANIL on MAML's Omniglot MLP with MAML's 5-way hyperparameters (not a configuration the paper reports): one head step α = 0.4, meta-batch 32, Adam 1e-3, 3 steps at test",
+      config: { algorithm: "anil", task: { family: "omniglot", split: "vinyals", ways: 5, shots: 1, queryShots: 15 }, model: { kind: "omniglot-mlp", batchNorm: true }, innerSteps: 1, innerLr: 0.4, metaLr: 0.001, metaBatchSize: 32, shardSize: 8, iterations: 60000, evalSteps: 3, evalTasks: 600, evalEvery: 1000, checkpointEvery: 100 },
+    },
+  ],
+});
