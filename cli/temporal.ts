@@ -4,6 +4,7 @@ import { readFileSync } from "node:fs";
 import { Client, Connection, NamespaceNotFoundError, WorkflowFailedError, WorkflowNotFoundError, isGrpcServiceError, type TLSConfig } from "@temporalio/client";
 import { CliError, ExitCodes, nearest } from "./errors.js";
 import { DEFAULT_TEMPORAL_ADDRESS } from "../contracts/queues.js";
+import { temporalEnv, TemporalEnvError } from "../contracts/temporal-env.js";
 
 type Env = Readonly<Record<string, string | undefined>>;
 
@@ -20,43 +21,16 @@ export interface TemporalSettings {
 /** Default frontend address of a local dev server. */
 export { DEFAULT_TEMPORAL_ADDRESS } from "../contracts/queues.js";
 
-const nonEmpty = (env: Env, name: string): string | undefined => {
-  const v = env[name]?.trim();
-  return v ? v : undefined;
-};
-
-function readPem(path: string, variable: string): Buffer {
-  try {
-    return readFileSync(path);
-  } catch (e) {
-    throw new CliError(`${variable}=${path} cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, ExitCodes.badInput, "point it at a PEM file");
-  }
-}
-
-/** Connection settings from TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_TLS_* and TEMPORAL_API_KEY. */
+/** Connection settings from TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_TLS_* and TEMPORAL_API_KEY (parsed as the workers parse them). */
 export function temporalSettings(env: Env = process.env): TemporalSettings {
-  const cert = nonEmpty(env, "TEMPORAL_TLS_CERT_PATH");
-  const key = nonEmpty(env, "TEMPORAL_TLS_KEY_PATH");
-  if ((cert === undefined) !== (key === undefined)) {
-    throw new CliError(`set both TEMPORAL_TLS_CERT_PATH and TEMPORAL_TLS_KEY_PATH for mTLS, or neither (only ${cert ? "the certificate" : "the key"} is set)`, ExitCodes.badInput);
+  let t;
+  try {
+    t = temporalEnv(env, (path) => readFileSync(path));
+  } catch (e) {
+    if (e instanceof TemporalEnvError) throw new CliError(e.message, ExitCodes.badInput, e.suggestion);
+    throw e;
   }
-  const apiKey = nonEmpty(env, "TEMPORAL_API_KEY");
-  const ca = nonEmpty(env, "TEMPORAL_TLS_CA_PATH");
-  const serverName = nonEmpty(env, "TEMPORAL_TLS_SERVER_NAME");
-  const wantsTls = cert !== undefined || apiKey !== undefined || ca !== undefined || serverName !== undefined;
-  const tls: TLSConfig | undefined = wantsTls
-    ? {
-        ...(cert && key ? { clientCertPair: { crt: readPem(cert, "TEMPORAL_TLS_CERT_PATH"), key: readPem(key, "TEMPORAL_TLS_KEY_PATH") } } : {}),
-        ...(ca ? { serverRootCACertificate: readPem(ca, "TEMPORAL_TLS_CA_PATH") } : {}),
-        ...(serverName ? { serverNameOverride: serverName } : {}),
-      }
-    : undefined;
-  return {
-    address: nonEmpty(env, "TEMPORAL_ADDRESS") ?? DEFAULT_TEMPORAL_ADDRESS,
-    namespace: nonEmpty(env, "TEMPORAL_NAMESPACE") ?? "default",
-    ...(tls ? { tls } : {}),
-    ...(apiKey ? { apiKey } : {}),
-  };
+  return { address: t.address, namespace: t.namespace, ...(t.tls ? { tls: t.tls as TLSConfig } : {}), ...(t.apiKey ? { apiKey: t.apiKey } : {}) };
 }
 
 /** A connected client; `close()` when done. */

@@ -10,7 +10,8 @@ import { fileURLToPath } from "node:url";
 import * as tf from "@tensorflow/tfjs";
 import { DefaultLogger, NativeConnection, Runtime, Worker, type LogLevel, type NativeConnectionOptions, type WorkerOptions } from "@temporalio/worker";
 import { createActivities } from "../activities/index.js";
-import { DEFAULT_TEMPORAL_ADDRESS, TASK_QUEUES } from "../contracts/queues.js";
+import { TASK_QUEUES } from "../contracts/queues.js";
+import { temporalEnv, TemporalEnvError, type TemporalEnv } from "../contracts/temporal-env.js";
 import { describeBackend, selectBackend } from "../meta/backend.js";
 import { isStoreError, openStore, type BlobStore } from "../storage/blobstore.js";
 import {
@@ -99,14 +100,6 @@ const nonEmpty = (env: Env, name: string): string | undefined => {
   return v ? v : undefined;
 };
 
-function readPem(path: string, variable: string): Uint8Array {
-  try {
-    return readFileSync(path);
-  } catch (e) {
-    throw new WorkerConfigError(`${variable}=${path} cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); point it at a PEM file`);
-  }
-}
-
 function positiveInt(env: Env, name: string, fallback: number, min: number): number {
   const raw = nonEmpty(env, name);
   if (raw === undefined) return fallback;
@@ -137,23 +130,14 @@ export function parseWorkerConfig(argv: readonly string[], env: Env): WorkerConf
     throw new WorkerConfigError("METATRAIN_STORE is not set; set it to file:///abs/dir (one machine) or s3://bucket/prefix (a cluster), the same for every worker of a run");
   }
 
-  const cert = nonEmpty(env, "TEMPORAL_TLS_CERT_PATH");
-  const key = nonEmpty(env, "TEMPORAL_TLS_KEY_PATH");
-  if ((cert === undefined) !== (key === undefined)) {
-    throw new WorkerConfigError(`set both TEMPORAL_TLS_CERT_PATH and TEMPORAL_TLS_KEY_PATH for mTLS, or neither (only ${cert ? "the certificate" : "the key"} is set)`);
+  let temporal: TemporalEnv;
+  try {
+    temporal = temporalEnv(env, (path) => readFileSync(path));
+  } catch (e) {
+    if (e instanceof TemporalEnvError) throw new WorkerConfigError(e.suggestion ? `${e.message}; ${e.suggestion}` : e.message);
+    throw e;
   }
-  const apiKey = nonEmpty(env, "TEMPORAL_API_KEY");
-  const ca = nonEmpty(env, "TEMPORAL_TLS_CA_PATH");
-  const serverName = nonEmpty(env, "TEMPORAL_TLS_SERVER_NAME");
-  const wantsTls = cert !== undefined || apiKey !== undefined || ca !== undefined || serverName !== undefined;
-  const tls: NativeConnectionOptions["tls"] = wantsTls
-    ? {
-        ...(cert && key ? { clientCertPair: { crt: readPem(cert, "TEMPORAL_TLS_CERT_PATH"), key: readPem(key, "TEMPORAL_TLS_KEY_PATH") } } : {}),
-        ...(ca ? { serverRootCACertificate: readPem(ca, "TEMPORAL_TLS_CA_PATH") } : {}),
-        ...(serverName ? { serverNameOverride: serverName } : {}),
-      }
-    : undefined;
-  const security = [apiKey ? "api-key" : "", cert ? "mtls" : "", !apiKey && !cert && wantsTls ? "tls" : ""].filter(Boolean).join("+") || "off";
+  const { tls, apiKey, security } = temporal;
 
   const workflowBundlePath = nonEmpty(env, "METATRAIN_WORKFLOW_BUNDLE");
   if (workflowBundlePath !== undefined && !existsSync(workflowBundlePath)) {
@@ -181,8 +165,8 @@ export function parseWorkerConfig(argv: readonly string[], env: Env): WorkerConf
 
   return {
     role: role as Role,
-    address: nonEmpty(env, "TEMPORAL_ADDRESS") ?? DEFAULT_TEMPORAL_ADDRESS,
-    namespace: nonEmpty(env, "TEMPORAL_NAMESPACE") ?? "default",
+    address: temporal.address,
+    namespace: temporal.namespace,
     storeUri,
     tls,
     apiKey,

@@ -211,7 +211,7 @@ test("entry command and roles: images, manifests, compose and the submit Job run
     assert.deepEqual(args, [SUBMIT.subcommand, "--preset", SUBMIT.preset], `${what}: args`);
   }
   if (presets) assert.ok(presets.value.includes(SUBMIT.preset), `preset ${SUBMIT.preset} is not in ${presets.source}`);
-  else t.diagnostic("contracts/presets.ts missing: preset name not checked");
+  else t.diagnostic("meta/algorithms/registry.ts missing: preset name not checked");
 });
 
 test("metrics ports: images, containers, probes, Services, ServiceMonitor, NetworkPolicy, compose and Prometheus agree with telemetry", async (t) => {

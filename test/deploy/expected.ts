@@ -51,7 +51,7 @@ export const CODE = {
   cliEntry: "cli/main.ts",
   bundleScript: "scripts/bundle-workflows.ts",
   /** Files and folders searched for environment variable names (string literals and `env.X`). */
-  envSources: ["workers", "telemetry", "storage", "meta", "activities", "cli"],
+  envSources: ["contracts/temporal-env.ts", "workers", "telemetry", "storage", "meta", "activities", "cli"],
 } as const;
 
 /**

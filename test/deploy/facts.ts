@@ -75,11 +75,11 @@ export function roles(): Fact<string[]> {
   return { value: [...m[1]!.matchAll(/["']([a-z-]+)["']/g)].map((x) => x[1]!), source: `code: ${CODE.workerEntry}` };
 }
 
-/** Presets `metatrain submit --preset` accepts (contracts/presets.ts), when that file exists. */
+/** Presets `metatrain submit --preset` accepts (the learners' registry), when that file exists. */
 export async function presetNames(): Promise<Fact<string[]> | undefined> {
-  const mod = await importIfExists("contracts/presets.ts");
+  const mod = await importIfExists("meta/algorithms/registry.ts");
   const presets = mod?.PRESETS as { name: string }[] | undefined;
-  return presets ? { value: presets.map((p) => p.name), source: "code: contracts/presets.ts" } : undefined;
+  return presets ? { value: presets.map((p) => p.name), source: "code: meta/algorithms/registry.ts" } : undefined;
 }
 
 /**
