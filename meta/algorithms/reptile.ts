@@ -224,6 +224,19 @@ export const reptile = defineLearner<ReptileOptions>({
         reptile: { trainShots: 15, innerBatchSize: 25, evalInnerBatchSize: 25, innerOptimizer: "adam", adamBeta1: 0, transductive: true },
       },
     },
+    {
+      name: "omniglot-5w1s-reptile-mlp",
+      description: "Omniglot 5-way 1-shot, Reptile, MLP 784-256-128-64-64-5 with batch norm, transductive",
+      source:
+        "Nichol et al. 2018's transductive 1-shot command (15 train shots, inner batch 25, 3 inner iterations, Adam β1 = 0, meta-batch 10, ε 1 annealed to 0, 5 test iterations on batches of 25) on MAML's Omniglot MLP, which the paper does not report; inner lr 0.01 instead of the paper's 0.001 (Conv4), from a sweep of 0.001/0.005/0.01/0.02 on this MLP (bench/RESULTS.md)",
+      config: {
+        algorithm: "reptile",
+        task: { family: "omniglot", split: "vinyals", ways: 5, shots: 1, queryShots: 15 },
+        model: { kind: "omniglot-mlp", batchNorm: true },
+        innerSteps: 3, innerLr: 0.01, metaLr: 1, metaBatchSize: 10, shardSize: 5, iterations: 100000, evalSteps: 5, evalTasks: 600, evalEvery: 1000, checkpointEvery: 100,
+        reptile: { trainShots: 15, innerBatchSize: 25, evalInnerBatchSize: 25, innerOptimizer: "adam", adamBeta1: 0, transductive: true },
+      },
+    },
   ],
 });
 
