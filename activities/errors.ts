@@ -61,6 +61,16 @@ export function toActivityFailure(e: unknown): unknown {
   if (e instanceof InvalidRunConfigError) {
     return failure(ErrorTypes.InvalidRunConfig, e.message, true, "fix the run config fields named above and submit the run again", e);
   }
+  const kernel = e instanceof Error ? /Kernel '([^']+)' not registered for backend '([^']+)'/.exec(e.message) : null;
+  if (kernel) {
+    return failure(
+      ErrorTypes.KernelNotAvailable,
+      `the ${kernel[2]} backend of TensorFlow.js has no '${kernel[1]}' kernel, which this run needs`,
+      true,
+      "run the workers on the native backend (npm run setup:native, or the GPU image) or set METATRAIN_BACKEND to a backend that has it",
+      e as Error,
+    );
+  }
   return e;
 }
 

@@ -16,6 +16,8 @@ export const ErrorTypes = {
   StoreUnavailable: "StoreUnavailable",
   /** Too few shards finished before the deadline (failure policy). */
   TooFewShards: "TooFewShards",
+  /** The worker's TensorFlow.js backend has no kernel for an op the run needs: retrying on it cannot help. */
+  KernelNotAvailable: "KernelNotAvailable",
 } as const;
 
 /** Failures that retrying never fixes: activities mark these non-retryable. */
@@ -26,4 +28,5 @@ export const NON_RETRYABLE_ERROR_TYPES: string[] = [
   ErrorTypes.NonFiniteLoss,
   ErrorTypes.StoreAccessDenied,
   ErrorTypes.InvalidActivityInput,
+  ErrorTypes.KernelNotAvailable,
 ];

@@ -1,6 +1,7 @@
 // Choose the TensorFlow.js backend: `auto` takes the first that loads of tfjs-node-gpu, tfjs-node,
 // wasm, cpu; METATRAIN_BACKEND overrides. The native packages are optional and may be absent.
 import * as tf from "@tensorflow/tfjs";
+import { registerWasmKernels } from "./wasm-kernels.js";
 
 export type BackendPreference = "auto" | "tfjs-node-gpu" | "tfjs-node" | "wasm" | "cpu";
 export const BACKEND_PREFERENCES: readonly BackendPreference[] = ["auto", "tfjs-node-gpu", "tfjs-node", "wasm", "cpu"];
@@ -30,6 +31,8 @@ async function tryCandidate(c: Exclude<BackendPreference, "auto">): Promise<stri
     case "wasm": {
       await import("@tensorflow/tfjs-backend-wasm");
       if (!(await tf.setBackend("wasm"))) throw new Error("backend 'wasm' failed to initialise");
+      // wasm lacks Conv2DBackpropFilter: without it Conv4 cannot train there.
+      registerWasmKernels();
       return "wasm";
     }
     case "cpu":

@@ -24,10 +24,9 @@
 //   Everything else on the path (Conv2D, Conv2DBackpropInput, Relu → Step, moments, Sqrt/Rsqrt,
 //   RealDiv, FusedBatchNorm, BatchMatMul, Reshape, Sum/Mean, Log, broadcasting Add/Mul) is fine.
 //
-// Backends: cpu — all of it. wasm — all but the Conv2DBackpropFilter gradient, which is registered
-// but cannot run there: wasm has no Conv2DBackpropFilter kernel at all, so even first-order
-// training of a conv net fails on wasm before this gradient is reached. The MaxPoolGrad gradient
-// needs only MaxPoolGrad, DepthwiseConv2dNative, Tile, Multiply and ZerosLike kernels, which wasm has.
+// Backends: cpu — all of it. wasm — all of it once meta/wasm-kernels.ts has given it the
+// Conv2DBackpropFilter kernel it lacks (selectBackend does so). The MaxPoolGrad gradient needs only
+// MaxPoolGrad, DepthwiseConv2dNative, Tile, Multiply and ZerosLike kernels, which wasm has.
 import * as tf from '@tensorflow/tfjs';
 import { logSoftmax } from './losses.js';
 
