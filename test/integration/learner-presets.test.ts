@@ -43,11 +43,18 @@ describe("every learner runs from a preset on `metatrain dev`", { skip: skipUnle
     rmSync(dir, { recursive: true, force: true });
   });
 
-  for (const learner of LEARNERS) {
-    const preset = cheapestPreset(learner.presets);
+  // The presets a new user tries first, beside each learner's cheapest: Conv4 trains on wasm too
+  // (meta/wasm-kernels.ts), where CI runs, without the native backend.
+  const extra = ["omniglot-5w1s-fomaml-conv4"];
+  const cases = [...LEARNERS.map((learner) => ({ learner, preset: cheapestPreset(learner.presets) })), ...extra.map((name) => {
+    const learner = LEARNERS.find((l) => l.presets.some((p) => p.name === name))!;
+    return { learner, preset: learner.presets.find((p) => p.name === name)! };
+  })];
+  for (const { learner, preset } of cases) {
     test(`${learner.name}: submit --preset ${preset.name} --watch completes`, async () => {
       assert.ok(learner.presets.length > 0, `${learner.name} has no preset`);
-      const args = ["submit", "--preset", preset.name, "--set", "iterations=2", "--set", "evalTasks=10", "--run-id", `preset-${learner.name}`, "--watch", "--interval", "0.5"];
+      const runId = `preset-${preset.name}`;
+      const args = ["submit", "--preset", preset.name, "--set", "iterations=2", "--set", "evalTasks=10", "--run-id", runId, "--watch", "--interval", "0.5"];
       const r = await new Promise<{ code: number | null; out: string; err: string }>((res, rej) => {
         const child = spawn(process.execPath, [METATRAIN_BIN, ...args], { cwd: dir, env: stack.env, stdio: ["ignore", "pipe", "pipe"] });
         let out = "";
@@ -64,7 +71,7 @@ describe("every learner runs from a preset on `metatrain dev`", { skip: skipUnle
         });
       });
       assert.equal(r.code, 0, `exit ${r.code}\nstdout:\n${r.out}\nstderr:\n${r.err}\n--- dev:\n${stack.output().slice(-4000)}`);
-      assert.match(r.out, new RegExp(`run preset-${learner.name} completed: 2/2 iterations`));
+      assert.match(r.out, new RegExp(`run ${runId} completed: 2/2 iterations`));
       assert.match(r.out, /held-out (MSE|acc) \d/);
     });
   }
