@@ -76,7 +76,7 @@ export async function evaluateWith(
   for (let start = 0; start < total; start += batch) {
     const count = Math.min(batch, total - start);
     const tasks = Array.from({ length: count }, (_, j) => family.task(o.seed, split, 0, start + j));
-    const e = episodeOf(tasks, model, family.kind, batch > 1);
+    const e = episodeOf(tasks, model, family.kind, batch > 1, family.outputs);
     try {
       tf.tidy(() =>
         adapt(e, params, stepsWanted, (step, out) => {

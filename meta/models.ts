@@ -150,6 +150,11 @@ export interface Conv4Options {
   downsample?: "maxpool" | "stride";
   /** Batch norm after each conv. Default true, as in MAML/Reptile. */
   batchNorm?: boolean;
+  /**
+   * With a linear classifier of `outputs` classes (default true); false: the embedding alone, whose
+   * outputs are the features (64 for Omniglot with either downsampling), as metric learners use it.
+   */
+  classifier?: boolean;
 }
 
 /** The 4-layer convolutional network of Vinyals et al. as used by MAML and Reptile. */
@@ -168,6 +173,34 @@ export function conv4(opts: Conv4Options): Model {
   }
   if (h < 1 || w < 1) throw new Error(`conv4: input ${inputShape} is too small for 4 downsamplings`);
   const featureCount = mode === "maxpool" ? h * w * filters : filters;
+  const classifier = opts.classifier ?? true;
+
+  if (!classifier) {
+    return {
+      name: `conv4-embedding-${filters}-${mode}${bn ? "-bn" : ""}`,
+      inputShape,
+      outputs: featureCount,
+      batchNorm: bn ? "transductive" : "none",
+      init: (seed) => convInit(new Rng(seed)),
+      forward: (params, x) => features(params, x),
+    };
+  }
+
+  function convInit(rng: Rng): Params {
+    const p: Params = {};
+    let cin = c0;
+    for (let l = 0; l < 4; l++) {
+      const bound = 1 / Math.sqrt(9 * cin);
+      p[`conv${l}/kernel`] = uniformTensor(rng, [3, 3, cin, filters], bound);
+      p[`conv${l}/bias`] = uniformTensor(rng, [filters], bound);
+      if (bn) {
+        p[`bn${l}/gamma`] = tf.ones([filters]);
+        p[`bn${l}/beta`] = tf.zeros([filters]);
+      }
+      cin = filters;
+    }
+    return p;
+  }
 
   return {
     name: `conv4-${filters}-${mode}${bn ? "-bn" : ""}`,
@@ -176,18 +209,8 @@ export function conv4(opts: Conv4Options): Model {
     batchNorm: bn ? "transductive" : "none",
     init(seed: number): Params {
       const rng = new Rng(seed);
-      const p: Params = {};
-      let cin = c0;
-      for (let l = 0; l < 4; l++) {
-        const bound = 1 / Math.sqrt(9 * cin);
-        p[`conv${l}/kernel`] = uniformTensor(rng, [3, 3, cin, filters], bound);
-        p[`conv${l}/bias`] = uniformTensor(rng, [filters], bound);
-        if (bn) {
-          p[`bn${l}/gamma`] = tf.ones([filters]);
-          p[`bn${l}/beta`] = tf.zeros([filters]);
-        }
-        cin = filters;
-      }
+      // Same draw order as before the embedding variant existed: conv layers first, then the head.
+      const p = convInit(rng);
       const bound = 1 / Math.sqrt(featureCount);
       p["dense/kernel"] = uniformTensor(rng, [featureCount, opts.outputs], bound);
       p["dense/bias"] = uniformTensor(rng, [opts.outputs], bound);
@@ -236,6 +259,8 @@ export interface ModelSpec<O extends { kind: string } = { kind: string }> {
   readonly fits: readonly TaskKind[];
   /** The model splits into a body and a head (`Model.split`), as ANIL needs. */
   readonly headSplit?: boolean;
+  /** An embedding without a classifier: its outputs do not depend on the task's ways (metric learners). */
+  readonly embedding?: boolean;
   /** Why a family does not fit, or undefined (e.g. an MLP of 784 inputs for 28×28 images only). */
   mismatch?(family: { name: string; kind: TaskKind; inputShape: readonly number[] }): string | undefined;
   build(options: O, family: { inputShape: readonly number[]; outputs: number }): Model;
@@ -276,4 +301,18 @@ export const conv4Spec: ModelSpec<{ kind: "conv4"; batchNorm: boolean; downsampl
   headSplit: true,
   // Pass every option explicitly: conv4's own defaults differ from the schema's.
   build: (o, f) => conv4({ inputShape: [...f.inputShape], outputs: f.outputs, filters: o.filters, downsample: o.downsample, batchNorm: o.batchNorm }),
+};
+
+export const conv4EmbeddingSpec: ModelSpec<{ kind: "conv4-embedding"; batchNorm: boolean; downsample: "maxpool" | "stride"; filters: number }> = {
+  kind: "conv4-embedding",
+  schema: z.object({
+    kind: z.literal("conv4-embedding").describe("Conv4 without a classifier: 4 × [3×3 conv, batch norm, ReLU, downsample], the 64-d embedding of Prototypical, Matching and Relation networks."),
+    batchNorm: z.boolean().default(true).describe("Batch norm (batch statistics) after each convolution."),
+    downsample: z.enum(["maxpool", "stride"]).default("maxpool").describe("conv4-embedding downsampling: 2×2 max-pool (Snell et al., Vinyals et al.) or stride-2 convolutions."),
+    filters: z.number().int().min(1).max(1024).default(64).describe("conv4-embedding filters per layer."),
+  }),
+  summary: "Conv4 embedding without a classifier (Vinyals et al.; Prototypical networks)",
+  fits: ["classification"],
+  embedding: true,
+  build: (o, f) => conv4({ inputShape: [...f.inputShape], outputs: 0, filters: o.filters, downsample: o.downsample, batchNorm: o.batchNorm, classifier: false }),
 };

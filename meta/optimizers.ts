@@ -15,6 +15,8 @@ export interface OuterState {
 }
 
 export interface AdamOptions {
+  /** Step decay: the rate is multiplied by `factor` every `every` outer steps (Snell et al.: ½ every 2,000). Default none. */
+  decay?: { every: number; factor: number };
   /** Default 0.9. */
   beta1?: number;
   /** Default 0.999. */
@@ -41,6 +43,8 @@ export function adam(o: AdamOptions = {}): OuterOptimizer {
   const b1 = o.beta1 ?? 0.9;
   const b2 = o.beta2 ?? 0.999;
   const eps = o.epsilon ?? 1e-8;
+  const rate = (state: OuterState, metaLr: number): number =>
+    o.decay && o.decay.every > 0 ? metaLr * o.decay.factor ** Math.floor(state.step / o.decay.every) : metaLr;
   return {
     kind: "adam",
     initialState(params) {
@@ -53,8 +57,9 @@ export function adam(o: AdamOptions = {}): OuterOptimizer {
         }),
       };
     },
-    stepSize: (_state, metaLr) => metaLr,
-    apply(params, sum, count, state, { metaLr: lr }) {
+    stepSize: rate,
+    apply(params, sum, count, state, { metaLr }) {
+      const lr = rate(state, metaLr);
       if (state.kind !== "adam") throw new Error(`optimizer state is of kind '${state.kind}', not adam: it was written by another learner`);
       const t = state.step + 1;
       const byName = new Map((state.moments ?? []).map((m) => [m.name, m]));

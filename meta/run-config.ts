@@ -53,6 +53,11 @@ export const RunConfigSchema = z
     if (!learner.needs.taskKinds.includes(family.kind)) {
       ctx.addIssue({ code: "custom", path: ["algorithm"], message: `${learner.name} learns ${learner.needs.taskKinds.join(" and ")} tasks, not ${family.kind} (${family.family})` });
     }
+    if ((learner.needs.embedding ?? false) !== (model.embedding ?? false)) {
+      const ok = MODELS.filter((m) => (m.embedding ?? false) === (learner.needs.embedding ?? false) && m.fits.includes(family.kind)).map((m) => m.kind).join(" or ");
+      const what = learner.needs.embedding ? "an embedding model without a classifier" : "a model with a classifier";
+      ctx.addIssue({ code: "custom", path: ["model", "kind"], message: `${learner.name} needs ${what}; ${model.kind} is not one — use ${ok}` });
+    }
     if (learner.needs.headSplit && !model.headSplit) {
       const ok = MODELS.filter((m) => m.headSplit && m.fits.includes(family.kind)).map((m) => m.kind).join(" or ");
       ctx.addIssue({ code: "custom", path: ["model", "kind"], message: `${learner.name} adapts a head on a body; ${model.kind} has no such split — use ${ok}` });
@@ -149,7 +154,8 @@ export function resumeIncompatibilities(checkpoint: RunConfig, requested: RunCon
   }
   if (checkpoint.task.family !== requested.task.family) {
     problems.push(`task.family: the checkpoint was trained on ${checkpoint.task.family}; keep that task family`);
-  } else {
+  } else if (!findModel(checkpoint.model.kind)?.embedding) {
+    // A classifier's output layer has one unit per way; an embedding's does not depend on them.
     const spec = findFamily(checkpoint.task.family)!;
     const a = spec.shape(checkpoint.task as never).outputs;
     const b = spec.shape(requested.task as never).outputs;

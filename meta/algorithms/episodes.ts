@@ -23,12 +23,12 @@ export interface Episode {
   tasks: readonly Task[];
 }
 
-function single(task: Task, model: Model, kind: TaskKind): Episode {
+function single(task: Task, model: Model, kind: TaskKind, classes: number): Episode {
   return {
     count: 1,
     kind,
-    support: toTensors(task.support, kind, model.outputs),
-    query: toTensors(task.query, kind, model.outputs),
+    support: toTensors(task.support, kind, classes),
+    query: toTensors(task.query, kind, classes),
     expand: (t) => t,
     forward: (p, x) => model.forward(p, x),
     reduce: (p) => p,
@@ -46,13 +46,13 @@ export function tileParams(theta: Params, T: number): Params {
   return p;
 }
 
-function batched(tasks: readonly Task[], model: Model, kind: TaskKind): Episode {
+function batched(tasks: readonly Task[], model: Model, kind: TaskKind, classes: number): Episode {
   const T = tasks.length;
   return {
     count: T,
     kind,
-    support: stackExamples(tasks.map((t) => t.support), kind, model.outputs),
-    query: stackExamples(tasks.map((t) => t.query), kind, model.outputs),
+    support: stackExamples(tasks.map((t) => t.support), kind, classes),
+    query: stackExamples(tasks.map((t) => t.query), kind, classes),
     expand: (theta) => tileParams(theta, T),
     forward: (p, x) => model.forwardBatched!(p, x),
     reduce: (p) => {
@@ -64,11 +64,15 @@ function batched(tasks: readonly Task[], model: Model, kind: TaskKind): Episode 
   };
 }
 
-/** Episode of a task list: batched over a task axis, or the single task (tasks.length must be 1). */
-export function episodeOf(tasks: readonly Task[], model: Model, kind: TaskKind, asBatch: boolean): Episode {
-  if (asBatch) return batched(tasks, model, kind);
+/**
+ * Episode of a task list: batched over a task axis, or the single task (tasks.length must be 1).
+ * `classes`: the width of one-hot targets — the task family's ways (default the model's outputs,
+ * which is the same for a classifier; an embedding's outputs are its features).
+ */
+export function episodeOf(tasks: readonly Task[], model: Model, kind: TaskKind, asBatch: boolean, classes = model.outputs): Episode {
+  if (asBatch) return batched(tasks, model, kind, classes);
   if (tasks.length !== 1) throw new Error(`an unbatched episode holds one task, got ${tasks.length}`);
-  return single(tasks[0]!, model, kind);
+  return single(tasks[0]!, model, kind, classes);
 }
 
 /** Free an episode's example tensors. */
@@ -153,7 +157,7 @@ export type EpisodeFn = (e: Episode, theta: Params, firstTask: number, hooks: Sh
 export async function runEpisodes(
   theta: Params,
   tasks: readonly Task[],
-  o: { model: Model; kind: TaskKind; batched: boolean },
+  o: { model: Model; kind: TaskKind; batched: boolean; /** One-hot width (the family's ways); default the model's outputs. */ classes?: number },
   fn: EpisodeFn,
   hooks: ShardHooks = {},
 ): Promise<ShardResult> {
@@ -163,7 +167,7 @@ export async function runEpisodes(
   const metrics: TaskMetrics[] = [];
   try {
     for (const gt of groups) {
-      const e = episodeOf(gt, o.model, o.kind, o.batched);
+      const e = episodeOf(gt, o.model, o.kind, o.batched, o.classes);
       let r: { result: Params; metrics: TaskMetrics[] };
       try {
         r = tf.tidy(() => fn(e, theta, metrics.length, hooks) as unknown as tf.TensorContainer) as unknown as typeof r;

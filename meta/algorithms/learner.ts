@@ -29,6 +29,8 @@ export interface LearnerNeeds {
   taskBatching: boolean;
   /** Needs the model split into a body and a head (`Model.split`), e.g. ANIL. */
   headSplit?: boolean;
+  /** Needs an embedding model without a classifier (metric learners: Prototypical networks). */
+  embedding?: boolean;
 }
 
 /** Everything a learner's methods are given for one run config. */

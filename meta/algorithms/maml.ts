@@ -50,7 +50,7 @@ export function mamlEpisode(innerSteps: number, innerLr: number, firstOrder: boo
 /** A shard runner over an episode function, batched over tasks where the model and config allow. */
 export function episodeRunner(s: LearnerSetup, fn: EpisodeFn, learnerBatches: boolean): ShardRunner {
   const batched = canBatch(s.model, s.config.batchTasks, learnerBatches);
-  return { batched, runShard: (theta, tasks, hooks) => runEpisodes(theta, tasks, { model: s.model, kind: s.train.kind, batched }, fn, hooks) };
+  return { batched, runShard: (theta, tasks, hooks) => runEpisodes(theta, tasks, { model: s.model, kind: s.train.kind, batched, classes: s.train.outputs }, fn, hooks) };
 }
 
 export const maml = defineLearner({
