@@ -5,6 +5,7 @@ import { fomaml } from "./fomaml.js";
 import type { Learner, Preset } from "./learner.js";
 import { maml } from "./maml.js";
 import { metaSgd } from "./meta-sgd.js";
+import { protonet } from "./protonet.js";
 import { reptile } from "./reptile.js";
 
 export const LEARNERS: readonly Learner<any>[] = [
@@ -13,6 +14,7 @@ export const LEARNERS: readonly Learner<any>[] = [
   reptile,
   metaSgd,
   anil,
+  protonet,
 ];
 
 /** The learner named `name`, or undefined. */
