@@ -4,7 +4,7 @@ import { readFileSync } from "node:fs";
 import { Client, Connection, NamespaceNotFoundError, WorkflowFailedError, WorkflowNotFoundError, isGrpcServiceError, type TLSConfig } from "@temporalio/client";
 import { CliError, ExitCodes, nearest } from "./errors.js";
 import { DEFAULT_TEMPORAL_ADDRESS } from "../contracts/queues.js";
-import { temporalEnv, TemporalEnvError } from "../contracts/temporal-env.js";
+import { temporalEnv, TemporalEnvError, type TemporalEnv } from "../contracts/temporal-env.js";
 
 type Env = Readonly<Record<string, string | undefined>>;
 
@@ -23,14 +23,14 @@ export { DEFAULT_TEMPORAL_ADDRESS } from "../contracts/queues.js";
 
 /** Connection settings from TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_TLS_* and TEMPORAL_API_KEY (parsed as the workers parse them). */
 export function temporalSettings(env: Env = process.env): TemporalSettings {
-  let t;
+  let t: TemporalEnv;
   try {
     t = temporalEnv(env, (path) => readFileSync(path));
   } catch (e) {
     if (e instanceof TemporalEnvError) throw new CliError(e.message, ExitCodes.badInput, e.suggestion);
     throw e;
   }
-  return { address: t.address, namespace: t.namespace, ...(t.tls ? { tls: t.tls as TLSConfig } : {}), ...(t.apiKey ? { apiKey: t.apiKey } : {}) };
+  return { address: t.address, namespace: t.namespace, ...(t.tls ? { tls: t.tls } : {}), ...(t.apiKey ? { apiKey: t.apiKey } : {}) };
 }
 
 /** A connected client; `close()` when done. */
