@@ -2,11 +2,33 @@
 // them stacked on a task axis), the SGD step, query metrics read inside the tape, cancellation that
 // never unwinds through tf.grads, and the shard sum folded in task order.
 import * as tf from "@tensorflow/tfjs";
+import { z } from "zod";
 import type { Model } from "../models.js";
 import { addScaled, dispose, fromList, names, type Params } from "../params.js";
 import { accuracy, disposeExamples, stackExamples, taskLoss, taskLosses, toTensors, type ExampleTensors } from "../losses.js";
 import type { Task, TaskKind } from "../tasks/types.js";
 import type { ShardHooks, ShardResult, TaskMetrics } from "./types.js";
+
+/**
+ * Options every episodic (metric) learner has: its training episodes may differ from the test
+ * episodes `config.task` describes (Snell et al. train Omniglot on 60-way episodes, test on 5 or 20).
+ */
+export const episodicTrainOptions = {
+  trainWays: z.number().int().min(2).optional().describe("Classes per training episode (Snell et al. on Omniglot: 60); default `task.ways`, the test episodes' ways."),
+  trainShots: z.number().int().min(1).optional().describe("Support examples per class in training episodes; default `task.shots`."),
+  trainQueryShots: z.number().int().min(1).optional().describe("Query examples per class in training episodes (Snell et al.: 5 on Omniglot); default `task.queryShots`."),
+};
+export type EpisodicTrainOptions = { trainWays?: number; trainShots?: number; trainQueryShots?: number };
+
+/** A learner's `trainTask` for the options above: only what is set overrides `config.task`. */
+export function episodicTrainTask(config: { task: object }, hyper: EpisodicTrainOptions): { ways?: number; shots?: number; queryShots?: number } {
+  const hasWays = (config.task as { ways?: number }).ways !== undefined;
+  return {
+    ...(hyper.trainWays !== undefined && hasWays ? { ways: hyper.trainWays } : {}),
+    ...(hyper.trainShots !== undefined ? { shots: hyper.trainShots } : {}),
+    ...(hyper.trainQueryShots !== undefined ? { queryShots: hyper.trainQueryShots } : {}),
+  };
+}
 
 /** A unit of work: one task, or all tasks of a shard stacked along a leading task axis. */
 export interface Episode {

@@ -8,14 +8,12 @@ import { evaluateWith, type AdaptAndMeasure } from "../evaluate.js";
 import type { Model } from "../models.js";
 import { adam } from "../optimizers.js";
 import { fromList, names, type Params } from "../params.js";
-import { abortableSteps, queryLossOf, taskMetrics, type Episode, type EpisodeFn, type QueryReadout } from "./episodes.js";
+import { abortableSteps, episodicTrainOptions, episodicTrainTask, queryLossOf, taskMetrics, type Episode, type EpisodeFn, type QueryReadout } from "./episodes.js";
 import { defineLearner } from "./learner.js";
 import { episodeRunner } from "./maml.js";
 
 const options = z.object({
-  trainWays: z.number().int().min(2).optional().describe("Classes per training episode (Snell et al. on Omniglot: 60); default `task.ways`, the test episodes' ways."),
-  trainShots: z.number().int().min(1).optional().describe("Support examples per class in training episodes (the paper: as at test); default `task.shots`."),
-  trainQueryShots: z.number().int().min(1).optional().describe("Query examples per class in training episodes (the paper: 5 on Omniglot); default `task.queryShots`."),
+  ...episodicTrainOptions,
   lrHalvingEvery: z.number().int().min(0).default(2000).describe("Halve the meta learning rate every N episodes (the paper: 2,000); 0 keeps it."),
 });
 export type ProtonetOptions = z.infer<typeof options>;
@@ -64,14 +62,7 @@ export const protonet = defineLearner<ProtonetOptions>({
   needs: { secondOrder: false, taskKinds: ["classification"], taskBatching: false, embedding: true },
   stateLayout: "model+adam",
   pins: [],
-  trainTask: (config, hyper) => {
-    const t = config.task as { ways?: number; shots: number; queryShots: number };
-    return {
-      ...(hyper.trainWays !== undefined && t.ways !== undefined ? { ways: hyper.trainWays } : {}),
-      ...(hyper.trainShots !== undefined ? { shots: hyper.trainShots } : {}),
-      ...(hyper.trainQueryShots !== undefined ? { queryShots: hyper.trainQueryShots } : {}),
-    };
-  },
+  trainTask: episodicTrainTask,
   init: (s, seed) => s.model.init(seed),
   outer: (s) => adam(s.hyper.lrHalvingEvery > 0 ? { decay: { every: s.hyper.lrHalvingEvery, factor: 0.5 } } : {}),
   shardRunner: (s) => episodeRunner(s, protonetEpisode(s.model), false),
