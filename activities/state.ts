@@ -15,7 +15,7 @@ export function initRunActivity(kit: ActivityKit) {
   async function initRun({ runId, config: raw }: InitRunInput): Promise<StateKeys> {
     const config = parseRunConfig(raw);
     const built = builds.get(config);
-    const params = initialParams(built);
+    const params = initialParams(built, config.seed);
     let owned = true;
     try {
       const state = built.optimizer.initialState(params);

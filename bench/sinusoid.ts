@@ -58,7 +58,7 @@ const mamlEval = await evaluate(model, test, trainer.params, evalOpts);
 
 // --- Pretrained baseline: one network trained on all tasks jointly (no adaptation in training),
 // the same tasks per iteration, the same number of iterations, Adam 1e-3 on the mean MSE.
-let pre: Params = initialParams(trainer.run);
+let pre: Params = initialParams(trainer.run, trainer.config.seed);
 const opt = adam();
 let st = opt.initialState(pre);
 let pIt = 0;

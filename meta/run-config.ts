@@ -125,9 +125,13 @@ export function resolveRun(config: RunConfig, data: DataPort): ResolvedRun {
   return { learner, setup: { config, hyper, model, train, test } };
 }
 
-/** The initial meta-parameters of a run: a pure function of the config and its seed. */
-export function initialParams(run: ResolvedRun): Params {
-  return run.learner.init(run.setup, deriveSeed(run.setup.config.seed, Stream.init));
+/**
+ * The initial meta-parameters of a run: a pure function of its shape and `seed`. The seed is the
+ * caller's, never `run.setup.config.seed`: a resolved run is shared (BuildCache) by every config of
+ * the same shape, whatever their seeds.
+ */
+export function initialParams(run: ResolvedRun, seed: number): Params {
+  return run.learner.init(run.setup, deriveSeed(seed, Stream.init));
 }
 
 /**

@@ -48,7 +48,7 @@ export class LocalMetaTrainer {
     this.run = resolveRun(this.config, data);
     this.runner = this.run.learner.shardRunner(this.run.setup);
     this.optimizer = this.run.learner.outer(this.run.setup);
-    this.params = initialParams(this.run);
+    this.params = initialParams(this.run, this.config.seed);
     this.state = this.optimizer.initialState(this.params);
   }
 

@@ -35,6 +35,11 @@ export interface LearnerNeeds {
 
 /** Everything a learner's methods are given for one run config. */
 export interface LearnerSetup<H = unknown> {
+  /**
+   * The config that shaped this setup. A setup is shared by every config of the same shape
+   * (activities/build.ts), so its `seed`, timeouts, failure policy and checkpoint/eval cadence may be
+   * another run's: read those from the activity's own config, never from here.
+   */
   config: RunConfig;
   /** The learner's own options (`config[learner.name]`), defaulted. */
   hyper: H;

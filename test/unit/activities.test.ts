@@ -124,6 +124,23 @@ describe("distributed iterations reproduce LocalMetaTrainer bit for bit", () => 
     });
   }
 
+  test("two runs of the same shape and different seeds, one after the other on one worker, each start from their own seed", async () => {
+    // The worker memoises what a config builds by its shape, without the seed (BuildCache): the
+    // initial parameters must still come from each run's own seed (a CI failure once, when
+    // initRun read the seed of the cached config and a run resumed another run's initialisation).
+    const acts = activities();
+    for (const seed of [22, 23]) {
+      const config = cfg({ ...base, algorithm: "maml", metaLr: 0.01, batchTasks: true, iterations: 1, seed });
+      const trainer = new LocalMetaTrainer(config);
+      try {
+        await trainer.step();
+        assertBitIdentical(await storedValues((await distributedRun(acts, `seed-${seed}`, config)).paramsKey), trainer.snapshot());
+      } finally {
+        trainer.dispose();
+      }
+    }
+  });
+
   test("a signalled metaLr overrides config.metaLr (Adam)", async () => {
     const config = cfg({ ...base, algorithm: "fomaml", iterations: 1, batchTasks: true });
     const trainer = new LocalMetaTrainer({ ...config, metaLr: 0.05 });
