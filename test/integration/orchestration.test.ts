@@ -3,7 +3,7 @@
 // LocalMetaTrainer bit for bit — also after a worker, the coordinator or the server is killed.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createHash } from "node:crypto";
 import { Client, Connection, WorkflowFailedError, WorkflowUpdateFailedError, type WorkflowHandle } from "@temporalio/client";
@@ -31,6 +31,7 @@ import { openStore, type BlobStore } from "../../storage/blobstore.js";
 import { checkpointManifestKey, checkpointsPrefix, latestCheckpointKey, parseCheckpointManifestKey } from "../../storage/keys.js";
 import { deserializeParams, dispose } from "../../meta/params.js";
 import { LocalMetaTrainer } from "../../meta/trainer.js";
+import { FILE_DATA } from "../../activities/build.js";
 import { metricsSinks, noopMetrics } from "../../telemetry/index.js";
 import { useCpu } from "../helpers/tf.js";
 import { skipUnlessS3Server, startS3Server, type S3TestServer } from "../harness/s3-server.js";
@@ -363,9 +364,8 @@ function reference(cfg: RunConfig): Promise<Values> {
   let p = references.get(key);
   if (!p) {
     p = (async () => {
-      if (cfg.task.family !== "sinusoid") throw new Error("these tests use sinusoid tasks");
       // The same parsed config: the trainer has no defaults of its own.
-      const t = new LocalMetaTrainer(cfg);
+      const t = new LocalMetaTrainer(cfg, FILE_DATA);
       try {
         for (let i = 0; i < cfg.iterations; i++) await t.step();
         return t.snapshot();
@@ -441,6 +441,12 @@ describe("meta-training orchestration on Temporal and S3", { skip: skipUnlessTem
     try {
       await fn();
     } catch (e) {
+      const dir = process.env.METATRAIN_TEST_LOG_DIR; // full logs, for a failure the tails do not explain
+      if (dir) {
+        mkdirSync(dir, { recursive: true });
+        for (const w of pool.workers) writeFileSync(join(dir, `${w.name}-${w.pid}.log`), w.log());
+        writeFileSync(join(dir, "temporal.log"), temporal.log());
+      }
       const tail = (s: string) => (s.length > 3000 ? `…${s.slice(-3000)}` : s);
       const logs = pool.workers.map((w) => `----- ${w.name} (pid ${w.pid}${w.alive() ? "" : ", exited"}) -----\n${tail(w.log())}`).join("\n");
       const extra = `\n===== worker logs (tails) =====\n${logs}\n===== temporal server log (tail) =====\n${tail(temporal.log())}`;
@@ -594,6 +600,25 @@ describe("meta-training orchestration on Temporal and S3", { skip: skipUnlessTem
     await runToEnd("anil-1-worker", input);
     await pool.ensure("gpu", 2);
     await runToEnd("anil-2-workers", input);
+  }));
+
+  test("(a3) Prototypical networks (an embedding, Omniglot episodes) on one gpu worker and on two: both bit-identical to the in-process run", { timeout: 8 * MINUTE }, withLogs(async () => {
+    const input: RunConfigInput = {
+      ...BASE,
+      algorithm: "protonet",
+      task: { family: "omniglot", ways: 3, shots: 1, queryShots: 2 },
+      model: { kind: "conv4-embedding", filters: 4 },
+      protonet: { trainWays: 5, trainQueryShots: 2 },
+      iterations: 4,
+      checkpointEvery: 2,
+      continueAsNewEvery: 100,
+      evalEvery: 0,
+      evalTasks: 5,
+    };
+    for (const w of pool.alive("gpu").slice(1)) await w.kill("SIGTERM");
+    await runToEnd("protonet-1-worker", input);
+    await pool.ensure("gpu", 2);
+    await runToEnd("protonet-2-workers", input);
   }));
 
   test("(a') the recorded histories replay deterministically against the workflow code", { timeout: 5 * MINUTE }, withLogs(async () => {
