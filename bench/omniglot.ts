@@ -2,6 +2,7 @@
 // accuracy with a 95% CI over held-out tasks of the test characters (the learner's own test rule).
 //   node --import tsx bench/omniglot.ts --preset omniglot-5w1s-fomaml-mlp [--minutes 15]
 //        [--set key=value …] [--backend auto] [--eval-tasks 600] [--eval-steps 0,1,3] [--seed 1] [--tag NAME]
+//        [--eval-ways 5,20]   (embedding learners: the same trained network also tested at other ways)
 //   (--algorithm NAME --model mlp|conv4 picks the learner's omniglot-5w1s-NAME-MODEL preset)
 // Hyperparameters are the preset's (meta/algorithms/<learner>.ts, with their sources); only the
 // iteration count is sized to the budget, so that schedules (Reptile's annealed ε) end with it.
@@ -11,6 +12,7 @@ import { meanOf } from "../meta/algorithms/types.js";
 import { findPreset } from "../meta/algorithms/registry.js";
 import { deriveSeed, Stream } from "../meta/rng.js";
 import { LocalMetaTrainer } from "../meta/trainer.js";
+import { resolveRun, type ResolvedRun } from "../meta/run-config.js";
 import { arg, log, machine, numArg, record, setupBackend } from "./common.js";
 
 const presetName = arg("preset", "") || `omniglot-5w1s-${arg("algorithm", "maml")}-${arg("model", "mlp")}`;
@@ -59,22 +61,38 @@ for (let i = 0; i < iterations; i++) {
   }
 }
 const trainSeconds = (performance.now() - t0) / 1000;
-const te = performance.now();
-const ev = await learner.evaluate(setup, trainer.params, {
-  tasks: evalTasks,
-  steps,
-  // The held-out stream a run's own evaluations use.
-  seed: deriveSeed(seed, Stream.evalTask),
-  split: "test",
-  onTask: (d, n) => {
-    if (d % 100 === 0) log(`evaluated ${d}/${n} test tasks`);
-  },
-});
+const evalWays = arg("eval-ways", "").split(",").filter(Boolean).map(Number);
+const testWays = (config.task as { ways?: number }).ways;
+/** The learner's own test rule on `evalTasks` held-out tasks of `run`'s test family. */
+async function evaluateOn(run: ResolvedRun) {
+  const te = performance.now();
+  const ev = await run.learner.evaluate(run.setup, trainer.params, {
+    tasks: evalTasks,
+    steps,
+    // The held-out stream a run's own evaluations use.
+    seed: deriveSeed(seed, Stream.evalTask),
+    split: "test",
+    onTask: (d, n) => {
+      if (d % 100 === 0) log(`evaluated ${d}/${n} test tasks`);
+    },
+  });
+  return { ev, seconds: Math.round((performance.now() - te) / 1000) };
+}
+const { ev, seconds: evalSeconds } = await evaluateOn(trainer.run);
+const otherWays = [];
+for (const ways of evalWays.filter((w) => w !== testWays)) {
+  // Training does not change (its episodes are the learner's train* options); only the test tasks do.
+  const run = resolveRun({ ...config, task: { ...config.task, ways } as typeof config.task }, FILE_DATA);
+  if (run.setup.model.outputs !== setup.model.outputs) throw new Error(`--eval-ways: ${setup.model.name}'s outputs depend on the ways; it needs an embedding model`);
+  const r = await evaluateOn(run);
+  otherWays.push({ ways, tasks: evalTasks, seconds: r.seconds, accuracyPercent: r.ev.results.map((x) => ({ steps: x.steps, mean: +(100 * x.accuracy!.mean).toFixed(2), ci95: +(100 * x.accuracy!.ci95).toFixed(2) })) });
+  log(`${ways}-way: ${JSON.stringify(otherWays.at(-1)!.accuracyPercent)}`);
+}
 const pct = (x: number) => +(100 * x).toFixed(2);
 const t = config.task as { ways?: number; shots?: number };
 record(`omniglot-${presetName}${tag ? `-${tag}` : ""}-${backend.backend}`, {
   benchmark: `Omniglot ${t.ways}-way ${t.shots}-shot, ${learner.name}, ${setup.model.name}`,
-  command: `node --import tsx bench/omniglot.ts --preset ${presetName} --minutes ${minutes} --backend ${backend.candidate}${sets.map((s) => ` --set ${s}`).join("")}`,
+  command: `node --import tsx bench/omniglot.ts --preset ${presetName} --minutes ${minutes} --backend ${backend.candidate}${sets.map((s) => ` --set ${s}`).join("")}${evalWays.length ? ` --eval-ways ${evalWays.join(",")}` : ""}`,
   machine: machine(),
   backend: backend.backend,
   preset: { name: presetName, source: preset.source },
@@ -84,8 +102,9 @@ record(`omniglot-${presetName}${tag ? `-${tag}` : ""}-${backend.backend}`, {
   training: { iterations, seconds: Math.round(trainSeconds), msPerIteration: Math.round((1000 * trainSeconds) / iterations), curve },
   evaluation: {
     tasks: evalTasks,
-    seconds: Math.round((performance.now() - te) / 1000),
+    seconds: evalSeconds,
     accuracyPercent: ev.results.map((r) => ({ steps: r.steps, mean: pct(r.accuracy!.mean), ci95: pct(r.accuracy!.ci95) })),
   },
+  ...(otherWays.length ? { evaluationAtOtherWays: otherWays } : {}),
 });
 trainer.dispose();
