@@ -2,15 +2,21 @@
 // the shard's tasks run one by one and batched over a task axis. Side by side in one process,
 // alternating variants per repeat so machine noise hits both alike; medians reported.
 //   node --import tsx bench/throughput.ts [--backends cpu,wasm] [--repeats 3] [--shard 32] [--conv4 false] [--algorithms maml,anil]
+//        [--episodes 4]
+// Episodic (metric) learners — those with an `omniglot-5w1s-<name>` preset — are timed on that
+// preset's own model and training episodes (Prototypical networks: 60-way), `--episodes` per shard.
 import * as tf from "@tensorflow/tfjs";
 import { LEARNERS } from "../meta/algorithms/registry.js";
-import { runnerFor } from "../meta/run-config.js";
+import { parseRunConfig, resolveRun, runnerFor } from "../meta/run-config.js";
+import { FILE_DATA } from "../activities/build.js";
 import { conv4, omniglotMlp, sinusoidMlp, type Model } from "../meta/models.js";
 import { dispose } from "../meta/params.js";
 import { sinusoidFamily } from "../meta/tasks/sinusoid.js";
 import { omniglotFamily } from "../meta/tasks/omniglot.js";
 import { loadOmniglot } from "../storage/datasets.js";
-import type { TaskFamily } from "../meta/tasks/types.js";
+import type { Task, TaskFamily } from "../meta/tasks/types.js";
+import type { ShardRunner } from "../meta/algorithms/learner.js";
+import type { Params } from "../meta/params.js";
 import { selectBackend, type BackendPreference } from "../meta/backend.js";
 import { arg, log, machine, median, numArg, record } from "./common.js";
 
@@ -18,6 +24,11 @@ const backends = arg("backends", "cpu,wasm").split(",") as BackendPreference[];
 const repeats = numArg("repeats", 3);
 const shard = numArg("shard", 32);
 const withConv4 = arg("conv4", "false") === "true";
+const episodes = numArg("episodes", 4);
+const only = arg("algorithms", "").split(",").filter(Boolean);
+/** A learner's own Omniglot 5-way 1-shot preset, when it is an episodic learner (no model suffix). */
+const episodicPreset = (name: string) => LEARNERS.find((l) => l.name === name)!.presets.find((p) => p.name === `omniglot-5w1s-${name}`);
+const selected = LEARNERS.filter((l) => !only.length || only.includes(l.name));
 const omni = omniglotFamily(loadOmniglot(), { ways: 5, shots: 1, queryShots: 15, split: "vinyals" });
 
 interface Case { label: string; model: Model; family: TaskFamily; innerSteps: number; innerLr: number; shard: number }
@@ -41,37 +52,52 @@ for (const pref of backends) {
   for (const c of cases) {
     const tasks = Array.from({ length: c.shard }, (_, i) => c.family.task(7, "train", 0, i));
     const theta = c.model.init(3);
-    const only = arg("algorithms", "").split(",").filter(Boolean);
-    for (const { name: algorithm, needs } of LEARNERS.filter((l) => !only.length || only.includes(l.name))) {
+    for (const { name: algorithm, needs } of selected.filter((l) => !episodicPreset(l.name))) {
       const variants = [false, ...(c.model.forwardBatched && needs.taskBatching ? [true] : [])];
-      const times = new Map<boolean, number[]>(variants.map((v) => [v, []]));
       // Reptile here takes plain SGD steps on the whole support set, as the numbers recorded before the learner seam did.
       const options = algorithm === "reptile" ? { innerOptimizer: "sgd" } : undefined;
-      const algos = new Map(variants.map((v) => [v, runnerFor({ algorithm, model: c.model, kind: c.family.kind, innerSteps: c.innerSteps, innerLr: c.innerLr, batchTasks: v, ...(options ? { options } : {}) })]));
-      // One untimed warm-up per variant (kernels compile, buffers allocate), then alternate.
-      for (let r = -1; r < repeats; r++) {
-        for (const v of variants) {
-          const t0 = performance.now();
-          const out = await algos.get(v)!.runShard(theta, tasks);
-          const ms = performance.now() - t0;
-          dispose(out.sum);
-          if (r >= 0) times.get(v)!.push(ms);
-        }
-      }
-      for (const v of variants) {
-        const ms = median(times.get(v)!);
-        const row = { backend, case: c.label, algorithm, batched: v, shardTasks: c.shard, msPerShard: Math.round(ms), msPerTask: +(ms / c.shard).toFixed(2), tasksPerSecond: +((1000 * c.shard) / ms).toFixed(2), repeats };
-        rows.push(row);
-        log(`${backend} ${c.model.name} ${algorithm} ${v ? "batched" : "one-by-one"}: ${row.msPerTask} ms/task, ${row.tasksPerSecond} tasks/s`);
-      }
+      const runners = variants.map((v) => runnerFor({ algorithm, model: c.model, kind: c.family.kind, innerSteps: c.innerSteps, innerLr: c.innerLr, batchTasks: v, ...(options ? { options } : {}) }));
+      await timeShard(backend, c.label, algorithm, runners, theta, tasks);
     }
     dispose(theta);
+  }
+  for (const learner of selected) {
+    const preset = episodicPreset(learner.name);
+    if (!preset) continue;
+    const { setup } = resolveRun(parseRunConfig(preset.config), FILE_DATA);
+    const tasks = Array.from({ length: episodes }, (_, i) => setup.train.task(7, "train", 0, i));
+    const t = tasks[0]!;
+    const label = `${preset.name}: ${setup.model.name}, training episodes of ${t.support.xShape[0]} support + ${t.query.xShape[0]} query images`;
+    const theta = learner.init(setup, 3);
+    await timeShard(backend, label, learner.name, [learner.shardRunner(setup)], theta, tasks);
+    dispose(theta);
+  }
+}
+
+/** Median time of one shard per runner, alternating runners per repeat after an untimed warm-up. */
+async function timeShard(backend: string, label: string, algorithm: string, runners: ShardRunner[], theta: Params, tasks: Task[]): Promise<void> {
+  const times: number[][] = runners.map(() => []);
+  // One untimed warm-up per variant (kernels compile, buffers allocate), then alternate.
+  for (let r = -1; r < repeats; r++) {
+    for (const [i, runner] of runners.entries()) {
+      const t0 = performance.now();
+      const out = await runner.runShard(theta, tasks);
+      const ms = performance.now() - t0;
+      dispose(out.sum);
+      if (r >= 0) times[i]!.push(ms);
+    }
+  }
+  for (const [i, runner] of runners.entries()) {
+    const ms = median(times[i]!);
+    const row = { backend, case: label, algorithm, batched: runner.batched, shardTasks: tasks.length, msPerShard: Math.round(ms), msPerTask: +(ms / tasks.length).toFixed(2), tasksPerSecond: +((1000 * tasks.length) / ms).toFixed(2), repeats };
+    rows.push(row);
+    log(`${backend} ${label} ${algorithm} ${runner.batched ? "batched" : "one-by-one"}: ${row.msPerTask} ms/task, ${row.tasksPerSecond} tasks/s`);
   }
 }
 log(`tensors alive at the end: ${tf.memory().numTensors}`);
 record(`throughput-${backends.join("+")}`, {
   benchmark: "inner-loop throughput for one shard",
-  command: `node --import tsx bench/throughput.ts --backends ${backends.join(",")} --repeats ${repeats} --shard ${shard}${withConv4 ? " --conv4 true" : ""}`,
+  command: `node --import tsx bench/throughput.ts --backends ${backends.join(",")} --repeats ${repeats} --shard ${shard} --episodes ${episodes}${withConv4 ? " --conv4 true" : ""}${only.length ? ` --algorithms ${only.join(",")}` : ""}`,
   machine: machine(),
   rows,
 });
