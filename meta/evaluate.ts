@@ -57,6 +57,14 @@ export interface EvaluationResult {
  */
 export type AdaptAndMeasure = (e: Episode, params: Params, steps: readonly number[], record: (step: number, queryOutputs: tf.Tensor) => void) => void;
 
+/** A test-time rule that adapts nothing (the metric learners): `predict`'s query outputs at every step count asked for. */
+export const withoutAdaptation =
+  (predict: (params: Params, e: Episode) => tf.Tensor): AdaptAndMeasure =>
+  (e, params, steps, record) => {
+    const out = predict(params, e);
+    for (const s of steps) record(s, out);
+  };
+
 /** Evaluate with a learner's own adaptation rule. `batchable`: whether `adapt` handles task-batched episodes. */
 export async function evaluateWith(
   model: Model,

@@ -30,6 +30,22 @@ export function episodicTrainTask(config: { task: object }, hyper: EpisodicTrain
   };
 }
 
+/**
+ * The run settings Prototypical and Matching networks' Omniglot presets share: a Conv4-64 embedding
+ * (max-pool, batch norm), one episode per Adam step at 1e-3, 1,000 test episodes every 1,000.
+ */
+export const CONV4_EPISODIC_RUN = {
+  model: { kind: "conv4-embedding", downsample: "maxpool", batchNorm: true, filters: 64 },
+  metaLr: 0.001,
+  metaBatchSize: 1,
+  shardSize: 1,
+  iterations: 20000,
+  evalSteps: 0,
+  evalTasks: 1000,
+  evalEvery: 1000,
+  checkpointEvery: 100,
+} as const;
+
 /** A unit of work: one task, or all tasks of a shard stacked along a leading task axis. */
 export interface Episode {
   count: number;
@@ -134,6 +150,24 @@ export function queryLossOf(e: Episode, out: tf.Tensor, into: QueryReadout): tf.
   into.loss = Array.from(losses.dataSync());
   if (e.kind === "classification") into.accuracy = Array.from(accuracy(out, e.query.labels!).dataSync());
   return losses.rank === 0 ? (losses as tf.Scalar) : tf.sum(losses);
+}
+
+/**
+ * The episode of a learner without an inner loop (the metric learners): the gradient at θ of
+ * `loss(p, e, readout)`, which reads the episode's loss and accuracy into `readout` inside the tape.
+ * One "step" per episode, for heartbeats and cancellation; nothing adapts, so the readout is both the
+ * "before" and the "after".
+ */
+export function noInnerLoopEpisode(loss: (p: Params, e: Episode, readout: QueryReadout) => tf.Scalar): EpisodeFn {
+  return (e, theta, firstTask, hooks) => {
+    const keys = names(theta);
+    const steps = abortableSteps(hooks, firstTask);
+    const readout: QueryReadout = { loss: [], accuracy: [] };
+    const g = tf.grads((...vals: tf.Tensor[]) => loss(fromList(keys, vals), e, readout))(keys.map((k) => theta[k]!));
+    steps.step(0);
+    steps.rethrow();
+    return { result: fromList(keys, g), metrics: taskMetrics(e, readout, readout) };
+  };
 }
 
 /** Per-task metrics from the readouts before and after adaptation. */

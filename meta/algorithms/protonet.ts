@@ -4,11 +4,11 @@
 // loss; Adam applies the mean, its rate halved every 2,000 episodes. No inner loop at all.
 import * as tf from "@tensorflow/tfjs";
 import { z } from "zod";
-import { evaluateWith, type AdaptAndMeasure } from "../evaluate.js";
+import { evaluateWith, withoutAdaptation } from "../evaluate.js";
 import type { Model } from "../models.js";
 import { adam } from "../optimizers.js";
-import { fromList, names, type Params } from "../params.js";
-import { abortableSteps, episodicTrainOptions, episodicTrainTask, queryLossOf, taskMetrics, type Episode, type EpisodeFn, type QueryReadout } from "./episodes.js";
+import type { Params } from "../params.js";
+import { CONV4_EPISODIC_RUN, episodicTrainOptions, episodicTrainTask, noInnerLoopEpisode, queryLossOf, type Episode, type EpisodeFn } from "./episodes.js";
 import { defineLearner } from "./learner.js";
 import { episodeRunner } from "./maml.js";
 
@@ -34,25 +34,7 @@ export function prototypeLogits(model: Model, p: Params, e: Episode): tf.Tensor2
   return tf.neg(tf.sum(tf.square(tf.sub(tf.expandDims(zq, 1), tf.expandDims(protos, 0))), -1)) as tf.Tensor2D;
 }
 
-export function protonetEpisode(model: Model): EpisodeFn {
-  return (e, theta, firstTask, hooks) => {
-    const keys = names(theta);
-    const steps = abortableSteps(hooks, firstTask);
-    const readout: QueryReadout = { loss: [], accuracy: [] };
-    const g = tf.grads((...vals: tf.Tensor[]) => queryLossOf(e, prototypeLogits(model, fromList(keys, vals), e), readout))(keys.map((k) => theta[k]!));
-    // One "step" per episode, for heartbeats and cancellation.
-    steps.step(0);
-    steps.rethrow();
-    // Nothing adapts: the episode's loss and accuracy are both the "before" and the "after".
-    return { result: fromList(keys, g), metrics: taskMetrics(e, readout, readout) };
-  };
-}
-
-/** Test time: the nearest prototype, the same at every step count asked for. */
-const nearestPrototype = (model: Model): AdaptAndMeasure => (e, params, steps, record) => {
-  const logits = prototypeLogits(model, params, e);
-  for (const s of steps) record(s, logits);
-};
+export const protonetEpisode = (model: Model): EpisodeFn => noInnerLoopEpisode((p, e, readout) => queryLossOf(e, prototypeLogits(model, p, e), readout));
 
 export const protonet = defineLearner<ProtonetOptions>({
   name: "protonet",
@@ -66,7 +48,7 @@ export const protonet = defineLearner<ProtonetOptions>({
   init: (s, seed) => s.model.init(seed),
   outer: (s) => adam(s.hyper.lrHalvingEvery > 0 ? { decay: { every: s.hyper.lrHalvingEvery, factor: 0.5 } } : {}),
   shardRunner: (s) => episodeRunner(s, protonetEpisode(s.model), false),
-  evaluate: (s, params, o) => evaluateWith(s.model, s.test, params, o, nearestPrototype(s.model), { batchable: false }),
+  evaluate: (s, params, o) => evaluateWith(s.model, s.test, params, o, withoutAdaptation((p, e) => prototypeLogits(s.model, p, e)), { batchable: false }),
   presets: (
     [
       ["5w1s", 5, 1, "98.8"],
@@ -81,15 +63,7 @@ export const protonet = defineLearner<ProtonetOptions>({
     config: {
       algorithm: "protonet",
       task: { family: "omniglot", split: "vinyals", ways, shots, queryShots: 15 },
-      model: { kind: "conv4-embedding", downsample: "maxpool", batchNorm: true, filters: 64 },
-      metaLr: 0.001,
-      metaBatchSize: 1,
-      shardSize: 1,
-      iterations: 20000,
-      evalSteps: 0,
-      evalTasks: 1000,
-      evalEvery: 1000,
-      checkpointEvery: 100,
+      ...CONV4_EPISODIC_RUN,
       protonet: { trainWays: 60, trainShots: shots, trainQueryShots: 5, lrHalvingEvery: 2000 },
     },
   })),

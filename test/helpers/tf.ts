@@ -2,6 +2,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { Rng } from "../../meta/rng.js";
 import type { Params } from "../../meta/params.js";
+import { mlp, type Model } from "../../meta/models.js";
 
 /** Unit tests run on the pure-JS `cpu` backend: available everywhere, and deterministic. */
 export async function useCpu(): Promise<void> {
@@ -59,3 +60,9 @@ export function fromValues(v: Record<string, Float32Array | number[]>, shapes: R
   for (const k of Object.keys(v)) out[k] = tf.tensor(Array.from(v[k]!), shapes[k]!);
   return out;
 }
+
+/** A linear 2-d embedding set to the identity, so embeddings are the inputs themselves (metric learners' hand examples). */
+export const identityEmbedding = (): { model: Model; params: Params } => ({
+  model: mlp({ sizes: [2, 2] }),
+  params: { "dense0/kernel": tf.tensor2d([[1, 0], [0, 1]]), "dense0/bias": tf.tensor1d([0, 0]) },
+});

@@ -6,12 +6,12 @@ import * as tf from "@tensorflow/tfjs";
 import { disposeEpisode, episodeOf, runEpisodes } from "../../meta/algorithms/episodes.js";
 import { protonet, protonetEpisode, prototypeLogits } from "../../meta/algorithms/protonet.js";
 import { taskLoss } from "../../meta/losses.js";
-import { mlp, type Model } from "../../meta/models.js";
+import { mlp } from "../../meta/models.js";
 import { dispose, type Params } from "../../meta/params.js";
 import { Rng } from "../../meta/rng.js";
 import { parseRunConfig, resolveRun } from "../../meta/run-config.js";
 import type { Task } from "../../meta/tasks/types.js";
-import { dot, randomDirection, shifted, useCpu } from "../helpers/tf.js";
+import { dot, identityEmbedding, randomDirection, shifted, useCpu } from "../helpers/tf.js";
 
 before(useCpu);
 
@@ -22,10 +22,6 @@ before(useCpu);
 //          loss −log p(0) = log(1 + e⁻⁴) = 0.01814993
 //   (0,3): d² = 1 + 9 = 10 to c0, 0 to c1 → logits [−10, 0], loss log(1 + e⁻¹⁰) = 4.5398899e-5
 //   episode loss = mean = 0.00909766; accuracy 1.
-const identity = (): { model: Model; params: Params } => ({
-  model: mlp({ sizes: [2, 2] }),
-  params: { "dense0/kernel": tf.tensor2d([[1, 0], [0, 1]]), "dense0/bias": tf.tensor1d([0, 0]) },
-});
 const handTask: Task = {
   support: { x: Float32Array.from([0, 0, 0, 2, 2, 0, 0, 4]), xShape: [4, 2], y: Int32Array.from([0, 1, 0, 1]) },
   query: { x: Float32Array.from([1, 1, 0, 3]), xShape: [2, 2], y: Int32Array.from([0, 1]) },
@@ -33,7 +29,7 @@ const handTask: Task = {
 };
 
 test("prototypes, negative squared distances and the episode loss, by hand", async () => {
-  const { model, params } = identity();
+  const { model, params } = identityEmbedding();
   const e = episodeOf([handTask], model, "classification", false);
   tf.tidy(() => {
     const logits = prototypeLogits(model, params, e).arraySync();
