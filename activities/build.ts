@@ -7,7 +7,7 @@ import type { DataPort } from "../meta/tasks/types.js";
 import { loadOmniglot } from "../storage/datasets.js";
 
 /** Data sets from this machine's files (Omniglot from `task.dataDir`, else the default directory; cached by storage/). */
-export const FILE_DATA: DataPort = { omniglot: (dir) => loadOmniglot(dir) };
+export const FILE_DATA: DataPort = { omniglot: (dir, resolution) => loadOmniglot(dir, resolution) };
 
 /** What an activity needs to run a config's inner loops, outer step or evaluation. */
 export interface Built extends ResolvedRun {

@@ -36,6 +36,11 @@ export interface Model {
    * adapt the head only (ANIL): `forward(p, x)` equals `head(p, body(p, x))`.
    */
   split?: ModelSplit;
+  /**
+   * Optional relation module (Sung et al. 2018) beside the embedding, for the relation learner:
+   * present only on `relation-net` models (meta/models/relation-net.ts).
+   */
+  relation?: import("./models/relation-net.js").RelationModules;
 }
 
 /** A model as body and head; `headKeys` name the head's parameters, the rest are the body's. */
@@ -48,7 +53,7 @@ export interface ModelSplit {
 }
 
 /** Uniform(±bound) tensor of the given shape from an explicit RNG (deterministic everywhere). */
-function uniformTensor(rng: Rng, shape: number[], bound: number): tf.Tensor {
+export function uniformTensor(rng: Rng, shape: number[], bound: number): tf.Tensor {
   const n = shape.reduce((a, b) => a * b, 1);
   const data = new Float32Array(n);
   for (let i = 0; i < n; i++) data[i] = rng.uniform(-bound, bound);
@@ -58,7 +63,7 @@ function uniformTensor(rng: Rng, shape: number[], bound: number): tf.Tensor {
 const BN_EPS = 1e-5;
 
 /** Batch norm over every axis but the last (features), with learned scale and offset. */
-function batchNorm(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, axes: number[]): tf.Tensor {
+export function batchNorm(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, axes: number[]): tf.Tensor {
   const { mean, variance } = tf.moments(x, axes, true);
   return tf.add(tf.mul(tf.div(tf.sub(x, mean), tf.sqrt(tf.add(variance, BN_EPS))), gamma), beta);
 }

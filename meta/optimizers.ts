@@ -2,7 +2,7 @@
 // implements, and Adam (Kingma & Ba 2015, Alg. 1), which most learners use on their meta-gradients.
 // Schedules (Reptile's annealed ε) belong to the learner that defines them.
 import * as tf from "@tensorflow/tfjs";
-import { decodeArrays, encodeArrays, names, type Params } from "./params.js";
+import { decodeArrays, encodeArrays, fromList, names, sumSquares, type Params } from "./params.js";
 
 /** What an outer optimizer carries between meta-iterations, as plain data. */
 export interface OuterState {
@@ -23,6 +23,14 @@ export interface AdamOptions {
   beta2?: number;
   /** Default 1e-8. */
   epsilon?: number;
+  /**
+   * Gradient-norm clipping of the mean gradient, before the moments see it: each group's L2 norm
+   * is capped at `max` (PyTorch's clip_grad_norm_: scaled by max / (norm + 1e-6) when that is below
+   * 1). `groups` are parameter-name prefixes clipped separately (a parameter in the first that
+   * matches; the rest form one more group); none: one norm over all. Default none. It acts on the
+   * coordinator's sum of every shard, so results never depend on how the meta-batch was split.
+   */
+  clipNorm?: { max: number; groups?: readonly string[] };
 }
 
 /**
@@ -37,6 +45,25 @@ export interface OuterOptimizer {
   apply(params: Params, sum: Params, count: number, state: OuterState, opts: { metaLr: number }): { params: Params; state: OuterState };
   /** The step size the next `apply` would use at `state` (for logs and metrics). */
   stepSize(state: OuterState, metaLr: number): number;
+}
+
+/**
+ * The factor clipping multiplies each parameter's mean gradient `sum / count` by:
+ * min(1, max / (‖group‖₂ + 1e-6)) for the group the parameter is in, as PyTorch's clip_grad_norm_.
+ */
+export function clipFactors(sum: Params, count: number, clip: NonNullable<AdamOptions["clipNorm"]>): Map<string, number> {
+  const prefixes = clip.groups ?? [];
+  const groups = new Map<number, string[]>();
+  for (const name of names(sum)) {
+    const g = prefixes.findIndex((prefix) => name.startsWith(prefix));
+    groups.set(g, [...(groups.get(g) ?? []), name]);
+  }
+  const out = new Map<string, number>();
+  for (const keys of groups.values()) {
+    const norm = Math.sqrt(tf.tidy(() => sumSquares(fromList(keys, keys.map((k) => tf.div(sum[k]!, count))))));
+    for (const k of keys) out.set(k, Math.min(1, clip.max / (norm + 1e-6)));
+  }
+  return out;
 }
 
 export function adam(o: AdamOptions = {}): OuterOptimizer {
@@ -67,11 +94,13 @@ export function adam(o: AdamOptions = {}): OuterOptimizer {
       const moments: NonNullable<OuterState["moments"]> = [];
       // Bias corrections as float64 scalars folded into one step size (Kingma & Ba, end of §2).
       const stepSize = (lr * Math.sqrt(1 - b2 ** t)) / (1 - b1 ** t);
+      const clip = o.clipNorm ? clipFactors(sum, count, o.clipNorm) : undefined;
       for (const name of names(params)) {
         const prev = byName.get(name);
         if (!prev) throw new Error(`Adam state has no moments for parameter '${name}'`);
         const r = tf.tidy(() => {
-          const g = tf.div(sum[name]!, count);
+          const mean = tf.div(sum[name]!, count);
+          const g = clip ? tf.mul(mean, clip.get(name)!) : mean;
           const m = tf.add(tf.mul(tf.tensor(prev.m, prev.shape), b1), tf.mul(g, 1 - b1));
           const v = tf.add(tf.mul(tf.tensor(prev.v, prev.shape), b2), tf.mul(tf.square(g), 1 - b2));
           const p = tf.sub(params[name]!, tf.mul(tf.div(m, tf.add(tf.sqrt(v), eps)), stepSize));

@@ -1,11 +1,13 @@
 // The lists of model kinds and task families a run config can name. Adding one is its spec (beside
 // its implementation) plus one line here; the config schema and docs read these lists.
 import { conv4EmbeddingSpec, conv4Spec, omniglotMlpSpec, sinusoidMlpSpec, type ModelSpec } from "./models.js";
+import { kochSiameseSpec } from "./models/koch.js";
+import { relationNetSpec } from "./models/relation-net.js";
 import { omniglotSpec } from "./tasks/omniglot.js";
 import { sinusoidSpec } from "./tasks/sinusoid.js";
 import type { FamilySpec } from "./tasks/types.js";
 
-export const MODELS = [sinusoidMlpSpec, omniglotMlpSpec, conv4Spec, conv4EmbeddingSpec] as const satisfies readonly ModelSpec<any>[];
+export const MODELS = [sinusoidMlpSpec, omniglotMlpSpec, conv4Spec, conv4EmbeddingSpec, kochSiameseSpec, relationNetSpec] as const satisfies readonly ModelSpec<any>[];
 
 export const FAMILIES = [sinusoidSpec, omniglotSpec] as const satisfies readonly FamilySpec<any>[];
 

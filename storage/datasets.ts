@@ -1,9 +1,10 @@
 // Loading image sets from disk: the packed Omniglot files and the documented user image-set format.
 import { existsSync, readFileSync, statSync } from "node:fs";
+import { gunzipSync } from "node:zlib";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { validateImageSet, type ImageClass, type ImageSet } from "../meta/tasks/imageset.js";
-import type { OmniglotData } from "../meta/tasks/omniglot.js";
+import type { OmniglotData, OmniglotResolution } from "../meta/tasks/omniglot.js";
 
 /** Loaded sets by resolved path: a process loads each file once (there are only a few). */
 const cache = new Map<string, ImageSet>();
@@ -62,14 +63,34 @@ interface PackedIndex {
   imageCount?: number;
 }
 
+/** Bytes of one 105×105 image in `<set>.105x105.bits.gz` after gunzip: 11,025 bits, MSB first, 5 padding bits. */
+const BITS_PER_IMAGE_BYTES = 1379;
+
 /**
- * Read one Omniglot-layout set: `<dir>/<setName>.index.json` and `<dir>/<setName>.28x28.u8`
- * (format: the dataset's README). Classes are characters named "<alphabet>/<character>", with
- * `group` = alphabet; pixels ink = 255. Cached per process by path.
+ * The 105×105 images of a gunzipped `.105x105.bits` buffer as one byte a pixel in the 28×28 files'
+ * convention (ink = 255, background = 0): pixel k = y·105 + x of image i is bit 7 − (k & 7) of byte
+ * i·1379 + (k >> 3), 1 = ink (the dataset's README).
  */
-export function loadPackedImageSet(dir: string, setName: string): ImageSet {
+export function unpackBits105(bits: Uint8Array, imageCount: number): Uint8Array {
+  const px = 105 * 105;
+  const out = new Uint8Array(imageCount * px);
+  for (let i = 0; i < imageCount; i++) {
+    const base = i * BITS_PER_IMAGE_BYTES;
+    for (let k = 0; k < px; k++) out[i * px + k] = ((bits[base + (k >> 3)]! >> (7 - (k & 7))) & 1) * 255;
+  }
+  return out;
+}
+
+/**
+ * Read one Omniglot-layout set: `<dir>/<setName>.index.json` and `<dir>/<setName>.28x28.u8`, or
+ * with `resolution` 105 the lossless `<dir>/<setName>.105x105.bits.gz` (format: the dataset's README;
+ * unpacked to a byte a pixel, 11,025 bytes an image). Classes are characters named
+ * "<alphabet>/<character>", with `group` = alphabet; pixels ink = 255. Cached per process by path.
+ */
+export function loadPackedImageSet(dir: string, setName: string, resolution: OmniglotResolution = 28): ImageSet {
   const indexPath = resolve(dir, `${setName}.index.json`);
-  const hit = cache.get(indexPath);
+  const cacheKey = resolution === 28 ? indexPath : `${indexPath}#${resolution}`;
+  const hit = cache.get(cacheKey);
   if (hit) return hit;
   const what = `Omniglot set '${setName}'`;
   const fix = `get the packed Omniglot files (see docs/datasets.md) or point METATRAIN_OMNIGLOT_DIR at them`;
@@ -85,17 +106,36 @@ export function loadPackedImageSet(dir: string, setName: string): ImageSet {
     imageCount: perChar!,
     group: c.alphabet,
   }));
-  const images = readBytes(resolve(dir, `${setName}.28x28.u8`), index.imageCount! * 28 * 28, what, fix);
-  const set: ImageSet = { name: setName, height: 28, width: 28, images, classes };
+  const images =
+    resolution === 28
+      ? readBytes(resolve(dir, `${setName}.28x28.u8`), index.imageCount! * 28 * 28, what, fix)
+      : readBits105(resolve(dir, `${setName}.105x105.bits.gz`), index.imageCount!, what, fix);
+  const set: ImageSet = { name: setName, height: resolution, width: resolution, images, classes };
   validateImageSet(set);
-  cache.set(indexPath, set);
+  cache.set(cacheKey, set);
   return set;
 }
 
-/** Both Omniglot sets, 28×28, from `dir` (default: `defaultOmniglotDir()`). */
-export function loadOmniglot(dir?: string): OmniglotData {
+function readBits105(path: string, imageCount: number, what: string, fix: string): Uint8Array {
+  if (!existsSync(path)) throw new Error(`${what}: pixel file ${path} is missing; ${fix}`);
+  let bits: Uint8Array;
+  try {
+    bits = gunzipSync(readFileSync(path));
+  } catch (e) {
+    throw new Error(`${what}: ${path} is not a readable gzip file (${(e as Error).message}); ${fix}`);
+  }
+  const expected = imageCount * BITS_PER_IMAGE_BYTES;
+  if (bits.length !== expected) throw new Error(`${what}: ${path} unpacks to ${bits.length} bytes, expected ${expected}; ${fix}`);
+  return unpackBits105(bits, imageCount);
+}
+
+/**
+ * Both Omniglot sets from `dir` (default: `defaultOmniglotDir()`), 28×28 or the original 105×105.
+ * The 105×105 sets take 11,025 bytes an image in memory: 358 MB for both (the 28×28: 25 MB).
+ */
+export function loadOmniglot(dir?: string, resolution: OmniglotResolution = 28): OmniglotData {
   const d = dir ?? defaultOmniglotDir();
-  return { background: loadPackedImageSet(d, "background"), evaluation: loadPackedImageSet(d, "evaluation") };
+  return { background: loadPackedImageSet(d, "background", resolution), evaluation: loadPackedImageSet(d, "evaluation", resolution) };
 }
 
 /**

@@ -4,9 +4,12 @@ import { anil } from "./anil.js";
 import { fomaml } from "./fomaml.js";
 import type { Learner, Preset } from "./learner.js";
 import { maml } from "./maml.js";
+import { matching } from "./matching.js";
 import { metaSgd } from "./meta-sgd.js";
 import { protonet } from "./protonet.js";
+import { relation } from "./relation.js";
 import { reptile } from "./reptile.js";
+import { siamese } from "./siamese.js";
 
 export const LEARNERS: readonly Learner<any>[] = [
   maml,
@@ -15,6 +18,9 @@ export const LEARNERS: readonly Learner<any>[] = [
   metaSgd,
   anil,
   protonet,
+  relation,
+  matching,
+  siamese,
 ];
 
 /** The learner named `name`, or undefined. */

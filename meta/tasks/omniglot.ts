@@ -1,7 +1,7 @@
 // Omniglot N-way K-shot tasks in the two standard splits: Vinyals et al.'s (MAML, Reptile) and the authors'.
 import { z } from "zod";
 import { Rng } from "../rng.js";
-import type { FamilySpec } from "./types.js";
+import type { DataPort, FamilySpec } from "./types.js";
 import { imageSetFamily, validateImageSet, type ImageSet, type ImageSetFamily, type ImageSetSplits } from "./imageset.js";
 
 /** The two Omniglot sets as packed (see storage/datasets.ts `loadOmniglot`). */
@@ -11,6 +11,9 @@ export interface OmniglotData {
 }
 
 export type OmniglotSplit = "vinyals" | "background-evaluation";
+
+/** Image side: the 28×28 area-averaged images (MAML and most papers) or the original 105×105 (Koch et al.). */
+export type OmniglotResolution = 28 | 105;
 
 /** Seed of the fixed permutation of the 1623 pooled characters in the "vinyals" split. */
 export const VINYALS_SPLIT_SEED = 1;
@@ -134,7 +137,8 @@ export function omniglotSplits(
 }
 
 /**
- * Omniglot N-way K-shot classification, 28×28×1 inputs in [0, 1] (ink high), labels 0..ways−1.
+ * Omniglot N-way K-shot classification, H×W×1 inputs (the data's: 28×28 or 105×105) in [0, 1] (ink
+ * high), labels 0..ways−1.
  *
  * "vinyals" (MAML, Reptile): the 1623 characters pooled (background then evaluation, each in storage
  * order) and permuted by `new Rng(VINYALS_SPLIT_SEED).shuffle`; the first 1200 are training, the
@@ -154,18 +158,28 @@ export function omniglotFamily(data: OmniglotData, opts: OmniglotOptions): Image
   });
 }
 
-export const omniglotSpec: FamilySpec<{ family: "omniglot"; split: OmniglotSplit; ways: number; shots: number; queryShots: number; dataDir?: string | undefined }> = {
+/** The family of a `task` config, checking that the data port loaded the resolution asked for. */
+function buildOmniglot(o: { split: OmniglotSplit; ways: number; shots: number; queryShots: number; resolution: OmniglotResolution; dataDir?: string | undefined }, data: DataPort): ImageSetFamily {
+  const sets = data.omniglot(o.dataDir, o.resolution);
+  if (sets.background.height !== o.resolution || sets.evaluation.height !== o.resolution) {
+    throw new Error(`Omniglot: task.resolution is ${o.resolution}, but the data port gave ${sets.background.height}×${sets.background.width} images; pass the resolution on to loadOmniglot (storage/datasets.ts)`);
+  }
+  return omniglotFamily(sets, { ways: o.ways, shots: o.shots, queryShots: o.queryShots, split: o.split });
+}
+
+export const omniglotSpec: FamilySpec<{ family: "omniglot"; split: OmniglotSplit; ways: number; shots: number; queryShots: number; resolution: OmniglotResolution; dataDir?: string | undefined }> = {
   family: "omniglot",
   schema: z.object({
-    family: z.literal("omniglot").describe("Omniglot N-way K-shot classification, 28×28 (Lake et al. 2015), in the Vinyals or the authors' split."),
+    family: z.literal("omniglot").describe("Omniglot N-way K-shot classification, 28×28 or 105×105 (Lake et al. 2015), in the Vinyals or the authors' split."),
     split: z.enum(["vinyals", "background-evaluation"]).default("vinyals").describe("`vinyals`: 1200 train / 423 test characters with rotations; `background-evaluation`: the authors' split."),
     ways: z.number().int().min(2).max(1000).default(5).describe("N: classes per task."),
     shots: z.number().int().min(1).max(19).default(1).describe("K: support examples per class."),
     queryShots: z.number().int().min(1).max(19).default(15).describe("Query examples per class."),
+    resolution: z.literal([28, 105]).default(28).describe("Image side: 28 (area-averaged, as MAML and most papers) or 105, the original images (Koch et al.; about 0.7 GB of pixels in memory with both splits pooled)."),
     dataDir: z.string().optional().describe("Directory of the packed dataset; default `METATRAIN_OMNIGLOT_DIR` or the repository's shared data."),
   }),
   kind: "classification",
-  summary: "Omniglot N-way K-shot, 28×28 (Lake et al. 2015; the Vinyals or the authors' split)",
-  shape: (o) => ({ inputShape: [28, 28, 1], outputs: o.ways }),
-  build: (o, data) => omniglotFamily(data.omniglot(o.dataDir), { ways: o.ways, shots: o.shots, queryShots: o.queryShots, split: o.split }),
+  summary: "Omniglot N-way K-shot, 28×28 or 105×105 (Lake et al. 2015; the Vinyals or the authors' split)",
+  shape: (o) => ({ inputShape: [o.resolution, o.resolution, 1], outputs: o.ways }),
+  build: buildOmniglot,
 };

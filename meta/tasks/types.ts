@@ -38,7 +38,8 @@ export interface TaskFamily {
 
 /** Data sets a family may need, supplied by the process (storage/datasets.ts): meta/ reads no files. */
 export interface DataPort {
-  omniglot(dir?: string): import("./omniglot.js").OmniglotData;
+  /** Both Omniglot sets at `resolution` (default 28; 105: the original images). */
+  omniglot(dir?: string, resolution?: import("./omniglot.js").OmniglotResolution): import("./omniglot.js").OmniglotData;
 }
 
 /** A task family as a run config names it: its options (`task.*`), its kind, how it is built. */
