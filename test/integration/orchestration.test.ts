@@ -621,6 +621,19 @@ describe("meta-training orchestration on Temporal and S3", { skip: skipUnlessTem
     await runToEnd("protonet-2-workers", input);
   }));
 
+  test("(a4) Matching (with FCE), Relation and Siamese networks on one gpu worker and on two: each bit-identical to the in-process run", { timeout: 10 * MINUTE }, withLogs(async () => {
+    const episodic = { ...BASE, task: { family: "omniglot", ways: 3, shots: 1, queryShots: 2 }, iterations: 3, checkpointEvery: 2, continueAsNewEvery: 100, evalEvery: 0, evalTasks: 5 } as const;
+    const inputs: [string, RunConfigInput][] = [
+      ["matching", { ...episodic, algorithm: "matching", model: { kind: "conv4-embedding", filters: 4 }, matching: { fce: true, fceSteps: 2, trainWays: 4 } }],
+      ["relation", { ...episodic, algorithm: "relation", model: { kind: "relation-net", filters: 4, hidden: 3 } }],
+      ["siamese", { ...episodic, algorithm: "siamese", model: { kind: "conv4-embedding", filters: 4 } }],
+    ];
+    for (const w of pool.alive("gpu").slice(1)) await w.kill("SIGTERM");
+    for (const [name, input] of inputs) await runToEnd(`${name}-1-worker`, input);
+    await pool.ensure("gpu", 2);
+    for (const [name, input] of inputs) await runToEnd(`${name}-2-workers`, input);
+  }));
+
   test("(a') the recorded histories replay deterministically against the workflow code", { timeout: 5 * MINUTE }, withLogs(async () => {
     assert.ok(completedWorkflowIds.length > 0, "needs the runs of (a)");
     const histories = [];
