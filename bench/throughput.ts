@@ -95,7 +95,7 @@ async function timeShard(backend: string, label: string, algorithm: string, runn
   }
 }
 log(`tensors alive at the end: ${tf.memory().numTensors}`);
-record(`throughput-${backends.join("+")}`, {
+record(`throughput-${backends.join("+")}${only.length ? `-${only.join("+")}` : ""}`, {
   benchmark: "inner-loop throughput for one shard",
   command: `node --import tsx bench/throughput.ts --backends ${backends.join(",")} --repeats ${repeats} --shard ${shard} --episodes ${episodes}${withConv4 ? " --conv4 true" : ""}${only.length ? ` --algorithms ${only.join(",")}` : ""}`,
   machine: machine(),
