@@ -36,11 +36,6 @@ export interface Model {
    * adapt the head only (ANIL): `forward(p, x)` equals `head(p, body(p, x))`.
    */
   split?: ModelSplit;
-  /**
-   * Optional relation module (Sung et al. 2018) beside the embedding, for the relation learner:
-   * present only on `relation-net` models (meta/models/relation-net.ts).
-   */
-  relation?: import("./models/relation-net.js").RelationModules;
 }
 
 /** A model as body and head; `headKeys` name the head's parameters, the rest are the body's. */

@@ -10,7 +10,7 @@ import { InvalidRunConfigError } from "../../contracts/config.js";
 import { evaluateWith, withoutAdaptation } from "../evaluate.js";
 import { accuracy } from "../losses.js";
 import type { Model } from "../models.js";
-import type { RelationModules } from "../models/relation-net.js";
+import type { RelationModules, RelationNetModel } from "../models/relation-net.js";
 import { adam } from "../optimizers.js";
 import type { Params } from "../params.js";
 import { episodicTrainOptions, episodicTrainTask, noInnerLoopEpisode, type Episode, type EpisodeFn } from "./episodes.js";
@@ -26,8 +26,9 @@ export type RelationOptions = z.infer<typeof options>;
 
 /** The model's relation modules, or a config error naming the model kind to use. */
 export function relationOf(model: Model): RelationModules {
-  if (!model.relation) throw new InvalidRunConfigError([`model.kind: relation needs a model with a relation module; ${model.name} has none — use relation-net`]);
-  return model.relation;
+  const rel = (model as Partial<RelationNetModel>).relation;
+  if (!rel) throw new InvalidRunConfigError([`model.kind: relation needs a model with a relation module; ${model.name} has none — use relation-net`]);
+  return rel;
 }
 
 /**

@@ -7,7 +7,7 @@ import { batchNorm, type Model, type ModelSpec } from "../models.js";
 import type { Params } from "../params.js";
 import { Rng } from "../rng.js";
 
-/** What the relation learner needs of its model (`Model.relation`). */
+/** What the relation learner needs of its model (`RelationNetModel.relation`). */
 export interface RelationModules {
   /** Feature maps [n, h, w, filters] of inputs [n, ...inputShape]; batch norm over this batch. */
   embed(p: Params, x: tf.Tensor): tf.Tensor4D;
@@ -83,7 +83,12 @@ export interface RelationNetOptions {
  * the U(±1/√fan_in) of the other models). `forward` is the flattened embedding, so the model also
  * serves the other metric learners.
  */
-export function relationNet(opts: RelationNetOptions = {}): Model {
+/** A relation-net: a Model (its forward is the embedding) that also carries the relation module. */
+export interface RelationNetModel extends Model {
+  relation: RelationModules;
+}
+
+export function relationNet(opts: RelationNetOptions = {}): RelationNetModel {
   const inputShape = opts.inputShape ?? [28, 28, 1];
   const filters = opts.filters ?? 64;
   const hidden = opts.hidden ?? 8;

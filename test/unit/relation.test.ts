@@ -8,7 +8,7 @@ import { InvalidRunConfigError } from "../../contracts/config.js";
 import { disposeEpisode, episodeOf, runEpisodes } from "../../meta/algorithms/episodes.js";
 import { relation, relationEpisode, relationLoss, relationOf, relationScores } from "../../meta/algorithms/relation.js";
 import type { Model } from "../../meta/models.js";
-import { relationNet, type RelationModules } from "../../meta/models/relation-net.js";
+import { relationNet, type RelationModules, type RelationNetModel } from "../../meta/models/relation-net.js";
 import { adam, clipFactors } from "../../meta/optimizers.js";
 import { dispose, type Params } from "../../meta/params.js";
 import { Rng } from "../../meta/rng.js";
@@ -43,7 +43,7 @@ function handModel(): { model: Model; rel: RelationModules; params: Params; pair
       return tf.sigmoid(tf.sum(tf.mul(tf.reshape(pr, [pr.shape[0], 4]), p["w"]!), 1)) as tf.Tensor1D;
     },
   };
-  const model: Model = { name: "hand", inputShape: [2], outputs: 2, batchNorm: "none", init: () => ({}), forward: (_p, x) => x, relation: rel };
+  const model: RelationNetModel = { name: "hand", inputShape: [2], outputs: 2, batchNorm: "none", init: () => ({}), forward: (_p, x) => x, relation: rel };
   return { model, rel, params: { w: tf.tensor1d([0.1, -0.1, 0, 0]) }, pairs };
 }
 
