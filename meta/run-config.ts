@@ -58,6 +58,10 @@ export const RunConfigSchema = z
       const what = learner.needs.embedding ? "an embedding model without a classifier" : "a model with a classifier";
       ctx.addIssue({ code: "custom", path: ["model", "kind"], message: `${learner.name} needs ${what}; ${model.kind} is not one — use ${ok}` });
     }
+    const kinds = learner.needs.modelKinds;
+    if (kinds && !kinds.includes(model.kind)) {
+      ctx.addIssue({ code: "custom", path: ["model", "kind"], message: `${learner.name} needs a ${kinds.join(" or ")} model; ${model.kind} is not one — set model.kind: ${kinds[0]}` });
+    }
     if (learner.needs.headSplit && !model.headSplit) {
       const ok = MODELS.filter((m) => m.headSplit && m.fits.includes(family.kind)).map((m) => m.kind).join(" or ");
       ctx.addIssue({ code: "custom", path: ["model", "kind"], message: `${learner.name} adapts a head on a body; ${model.kind} has no such split — use ${ok}` });

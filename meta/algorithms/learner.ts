@@ -31,6 +31,8 @@ export interface LearnerNeeds {
   headSplit?: boolean;
   /** Needs an embedding model without a classifier (metric learners: Prototypical networks). */
   embedding?: boolean;
+  /** Only these model kinds carry what it needs (Relation networks: `relation-net`'s relation module). Default any that fits. */
+  modelKinds?: readonly string[];
 }
 
 /** Everything a learner's methods are given for one run config. */

@@ -77,7 +77,7 @@ export const relation = defineLearner<RelationOptions>({
   title: "Relation networks (Sung et al. 2018)",
   summary: "gradient of the episode's MSE between relation scores g([Σ_support f, f(x)]) ∈ (0, 1) and the one-hot labels; Adam (metaLr) on the mean, each network's gradient norm clipped at clipNorm, halved every lrHalvingEvery episodes",
   options,
-  needs: { secondOrder: false, taskKinds: ["classification"], taskBatching: false, embedding: true },
+  needs: { secondOrder: false, taskKinds: ["classification"], taskBatching: false, embedding: true, modelKinds: ["relation-net"] },
   stateLayout: "model+adam",
   pins: [],
   trainTask: episodicTrainTask,

@@ -201,10 +201,12 @@ test("the outer step clips the embedding and the relation module apart, at clipN
   dispose(p, g, r.params);
 });
 
-test("validation: relation needs a relation-net model", async () => {
+test("validation: relation needs a relation-net model, refused at config parse", () => {
   assert.throws(() => parseRunConfig({ algorithm: "relation", task: { family: "omniglot" }, model: { kind: "conv4" } }), /relation needs an embedding model without a classifier/);
-  const cfg = parseRunConfig({ algorithm: "relation", task: { family: "omniglot" }, model: { kind: "conv4-embedding", filters: 2 } });
-  const { loadOmniglot } = await import("../../storage/datasets.js");
-  const run = resolveRun(cfg, { omniglot: (dir) => loadOmniglot(dir) });
-  assert.throws(() => relation.init(run.setup, 1), (e: unknown) => e instanceof InvalidRunConfigError && /use relation-net/.test(e.message));
+  // An embedding without a relation module: refused by the config, before any worker builds it.
+  assert.throws(
+    () => parseRunConfig({ algorithm: "relation", task: { family: "omniglot" }, model: { kind: "conv4-embedding", filters: 2 } }),
+    (e: unknown) => e instanceof InvalidRunConfigError && /relation needs a relation-net model; conv4-embedding is not one — set model.kind: relation-net/.test(e.message),
+  );
+  parseRunConfig({ algorithm: "relation", task: { family: "omniglot" }, model: { kind: "relation-net", filters: 2, hidden: 2 } });
 });
