@@ -48,6 +48,8 @@ export interface EvaluationResult {
   /** Batch norm statistics mode: `transductive` (query-batch statistics), `per-example`, or `none`. */
   batchNorm: Model["batchNorm"] | "per-example";
   results: { steps: number; loss: MeanCI; accuracy?: MeanCI }[];
+  /** Sequence tasks: byInstance[k − 1] is the accuracy at the k-th presentation of a class (Santoro et al. Table 1), over episodes. */
+  byInstance?: MeanCI[];
 }
 
 /**

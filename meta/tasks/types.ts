@@ -9,7 +9,12 @@ export interface Examples {
   y: Float32Array | Int32Array;
 }
 
-export type TaskKind = "regression" | "classification";
+/**
+ * `regression` and `classification`: adapt on `support`, evaluate on `query`. `sequence`: one
+ * episode as a sequence of steps (meta/tasks/sequence.ts): `query` holds the steps in order (each
+ * input carries the previous step's label), `support` is empty; learners of other kinds refuse it.
+ */
+export type TaskKind = "regression" | "classification" | "sequence";
 
 /** One few-shot task: adapt on `support`, evaluate on `query`. */
 export interface Task {

@@ -8,26 +8,11 @@ import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { LEARNERS } from "../../meta/algorithms/registry.js";
-import type { Preset } from "../../meta/algorithms/learner.js";
+import { cheapestPreset, LEARNERS } from "../../meta/algorithms/registry.js";
 import { METATRAIN_BIN, skipUnlessTemporalCli, startDevStack, type DevStack } from "../harness/dev-stack.js";
 
 const MINUTE = 60_000;
 
-/**
- * The learner's cheapest preset, so the suite stays short on a 2-core CI machine without the native
- * backend: sinusoid first, then the Omniglot MLP, then whatever it has (every preset's config is
- * validated against the schema in test/unit/presets.test.ts).
- */
-export function cheapestPreset(presets: readonly Preset[]): Preset {
-  const rank = (p: Preset) => {
-    const c = p.config as { task?: { family?: string }; model?: { kind?: string } };
-    if (c.task?.family === "sinusoid") return 0;
-    if (c.model?.kind === "omniglot-mlp") return 1;
-    return 2;
-  };
-  return [...presets].sort((a, b) => rank(a) - rank(b))[0]!;
-}
 
 describe("every learner runs from a preset on `metatrain dev`", { skip: skipUnlessTemporalCli(), timeout: 20 * MINUTE }, () => {
   let dir: string;
