@@ -634,6 +634,20 @@ describe("meta-training orchestration on Temporal and S3", { skip: skipUnlessTem
     for (const [name, input] of inputs) await runToEnd(`${name}-2-workers`, input);
   }));
 
+  test("(a5) MANN (sequence episodes, LRUA memory), Meta Networks and the LSTM meta-learner on one gpu worker and on two: each bit-identical to the in-process run", { timeout: 10 * MINUTE }, withLogs(async () => {
+    const short = { ...BASE, iterations: 3, checkpointEvery: 2, continueAsNewEvery: 100, evalEvery: 0, evalTasks: 5 } as const;
+    const episodic = { ...short, task: { family: "omniglot", ways: 3, shots: 1, queryShots: 2 } } as const;
+    const inputs: [string, RunConfigInput][] = [
+      ["mann", { ...short, algorithm: "mann", task: { family: "omniglot-sequence", ways: 3, instances: 2, size: 8 }, model: { kind: "mann", controllerSize: 8, memorySlots: 8, memoryWidth: 4, readHeads: 2 } }],
+      ["metanet", { ...episodic, algorithm: "metanet", model: { kind: "metanet", convLayers: 1, filters: 2, hidden: 4 } }],
+      ["lstm-meta-learner", { ...episodic, algorithm: "lstm-meta-learner", model: { kind: "conv4", filters: 2 }, innerSteps: 2 }],
+    ];
+    for (const w of pool.alive("gpu").slice(1)) await w.kill("SIGTERM");
+    for (const [name, input] of inputs) await runToEnd(`${name}-1-worker`, input);
+    await pool.ensure("gpu", 2);
+    for (const [name, input] of inputs) await runToEnd(`${name}-2-workers`, input);
+  }));
+
   test("(a') the recorded histories replay deterministically against the workflow code", { timeout: 5 * MINUTE }, withLogs(async () => {
     assert.ok(completedWorkflowIds.length > 0, "needs the runs of (a)");
     const histories = [];
