@@ -89,9 +89,13 @@ for (const ways of evalWays.filter((w) => w !== testWays)) {
   log(`${ways}-way: ${JSON.stringify(otherWays.at(-1)!.accuracyPercent)}`);
 }
 const pct = (x: number) => +(100 * x).toFixed(2);
-const t = config.task as { ways?: number; shots?: number };
+const t = config.task as { ways?: number; shots?: number; instances?: number };
+// Sequence tasks (MANN) have instances per class, not shots, and report accuracy per instance.
+const shape = t.instances !== undefined ? `${t.ways} classes × ${t.instances} instances` : `${t.ways}-way ${t.shots}-shot`;
+const byInstance = ev.byInstance?.map((a, i) => ({ instance: i + 1, mean: pct(a.mean), ci95: pct(a.ci95) }));
+if (byInstance) log(`accuracy by instance: ${byInstance.map((b) => `${b.instance}: ${b.mean} ± ${b.ci95}`).join(", ")}`);
 record(`omniglot-${presetName}${tag ? `-${tag}` : ""}-${backend.backend}`, {
-  benchmark: `Omniglot ${t.ways}-way ${t.shots}-shot, ${learner.name}, ${setup.model.name}`,
+  benchmark: `Omniglot ${shape}, ${learner.name}, ${setup.model.name}`,
   command: `node --import tsx bench/omniglot.ts --preset ${presetName} --minutes ${minutes} --backend ${backend.candidate}${sets.map((s) => ` --set ${s}`).join("")}${evalWays.length ? ` --eval-ways ${evalWays.join(",")}` : ""}`,
   machine: machine(),
   backend: backend.backend,
@@ -104,6 +108,7 @@ record(`omniglot-${presetName}${tag ? `-${tag}` : ""}-${backend.backend}`, {
     tasks: evalTasks,
     seconds: evalSeconds,
     accuracyPercent: ev.results.map((r) => ({ steps: r.steps, mean: pct(r.accuracy!.mean), ci95: pct(r.accuracy!.ci95) })),
+    ...(byInstance ? { accuracyPercentByInstance: byInstance } : {}),
   },
   ...(otherWays.length ? { evaluationAtOtherWays: otherWays } : {}),
 });

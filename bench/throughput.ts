@@ -3,7 +3,7 @@
 // alternating variants per repeat so machine noise hits both alike; medians reported.
 //   node --import tsx bench/throughput.ts [--backends cpu,wasm] [--repeats 3] [--shard 32] [--conv4 false] [--algorithms maml,anil]
 //        [--episodes 4]
-// Episodic (metric, classification-only) learners are timed on their first `omniglot-5w1s-<name>*`
+// Episodic learners (those that cannot learn regression) are timed on their first `omniglot-5w1s-<name>*`
 // preset's own model and training episodes (Prototypical networks: 60-way), `--episodes` per shard.
 import * as tf from "@tensorflow/tfjs";
 import { LEARNERS } from "../meta/algorithms/registry.js";
@@ -26,10 +26,14 @@ const shard = numArg("shard", 32);
 const withConv4 = arg("conv4", "false") === "true";
 const episodes = numArg("episodes", 4);
 const only = arg("algorithms", "").split(",").filter(Boolean);
-/** An episodic (classification-only) learner's first Omniglot 5-way 1-shot preset; undefined for the others. */
+/**
+ * An episodic learner's (one that cannot learn regression) first Omniglot 5-way 1-shot preset, or
+ * for sequence learners its first 5-class one (`omniglot-5c-…`); undefined for the others.
+ */
 const episodicPreset = (name: string) => {
   const l = LEARNERS.find((x) => x.name === name)!;
-  return l.needs.taskKinds.includes("regression") ? undefined : l.presets.find((p) => p.name.startsWith(`omniglot-5w1s-${name}`));
+  if (l.needs.taskKinds.includes("regression")) return undefined;
+  return l.presets.find((p) => p.name.startsWith(`omniglot-5w1s-${name}`)) ?? l.presets.find((p) => p.name.startsWith("omniglot-5c-"));
 };
 const selected = LEARNERS.filter((l) => !only.length || only.includes(l.name));
 const omni = omniglotFamily(loadOmniglot(), { ways: 5, shots: 1, queryShots: 15, split: "vinyals" });
