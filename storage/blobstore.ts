@@ -1,8 +1,10 @@
 // The blob store port: the interface every store implements, its key rules, its errors and `openStore(uri)`.
 //
-// Integrity contract, whatever the implementation: `put` stores a SHA-256 of the bytes with the blob,
-// and `get` recomputes it and throws BlobCorrupt on any difference, or when the checksum is missing.
-// So every blob is verified on read, tensor blobs (which also carry their own CRC-32) and JSON alike.
+// Integrity contract, whatever the implementation: `put` stores the blob in the self-verifying
+// envelope of storage/envelope.ts (a versioned header line with the payload's SHA-256, in the bytes
+// themselves), and `get` recomputes the checksum and throws BlobCorrupt on any difference. So every
+// blob is verified on read, tensor blobs (which also carry their own CRC-32) and JSON alike, and no
+// backend's object metadata is needed for it (S3 keeps a copy there, checked when present).
 import { createHash } from "node:crypto";
 import { isAbsolute, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -21,7 +23,7 @@ export interface PutOptions {
 export interface BlobStore {
   /** Write (or overwrite) atomically: readers see the old bytes or the new ones, never a mix. */
   put(key: string, bytes: Uint8Array, opts?: PutOptions): Promise<void>;
-  /** Read and verify. Throws BlobNotFound, or BlobCorrupt when the bytes do not match their checksum. */
+  /** Read and verify (storage/envelope.ts). Throws BlobNotFound, or BlobCorrupt when the bytes do not match their checksum. */
   get(key: string): Promise<Uint8Array>;
   /** Whether a blob is stored at `key` (its content is not verified). */
   exists(key: string): Promise<boolean>;
@@ -80,7 +82,7 @@ export class BlobNotFound extends StoreError {
   }
 }
 
-/** The bytes read do not match the checksum stored with them, or carry none. Never retried. */
+/** The bytes read do not match the checksum stored with them, or their envelope is damaged. Never retried. */
 export class BlobCorrupt extends StoreError {
   override readonly name = "BlobCorrupt";
   readonly code = "BLOB_CORRUPT";

@@ -1,11 +1,8 @@
-// Filesystem blob store: one file per key under a root directory, checksummed and written atomically.
+// Filesystem blob store: one file per key under a root directory, self-verifying and written atomically.
 //
-// File layout (v1): an 80-byte ASCII header line, then the blob's bytes unchanged:
-//
-//   "MTBLOB1 sha256=<64 lowercase hex digits of SHA-256(payload)>\n" | payload
-//
-// Keeping the checksum inside the file (not in a sidecar) makes blob and checksum one atomic rename:
-// no crash can leave one without the other. `tail -c +81 FILE` gives the payload back.
+// Each file holds the blob in the store envelope (storage/envelope.ts): an 80-byte header line with
+// the payload's SHA-256, then the payload. Keeping the checksum inside the file (not in a sidecar)
+// makes blob and checksum one atomic rename: no crash can leave one without the other.
 //
 // Writes go to a temporary file in the key's own directory (same filesystem, so rename is atomic),
 // which is fsynced, renamed over the key, and the directory fsynced so the rename survives a power
@@ -15,18 +12,17 @@ import { randomBytes } from "node:crypto";
 import { dirname, join } from "node:path";
 import { pathToFileURL } from "node:url";
 import {
-  BlobCorrupt,
   BlobNotFound,
   InvalidBlobKey,
   StoreAccessDenied,
   StoreError,
   StoreUnavailable,
-  sha256Hex,
   validateKey,
   validatePrefix,
   type BlobStore,
   type PutOptions,
 } from "./blobstore.js";
+import { openBlob, sealBlob } from "./envelope.js";
 
 /** The filesystem calls the store makes; tests substitute some of them to simulate failures. */
 export type FsOps = Pick<typeof nodeFs, "mkdir" | "open" | "rename" | "readFile" | "stat" | "readdir" | "unlink">;
@@ -37,15 +33,6 @@ export interface FsStoreOptions {
   root: string;
   /** Filesystem implementation. Default `node:fs/promises`. */
   fs?: FsOps;
-}
-
-const MAGIC = "MTBLOB1 sha256=";
-/** Bytes of the header line that precedes every payload. */
-export const FS_HEADER_BYTES = MAGIC.length + 64 + 1;
-
-/** Encode a payload as the store writes it to disk (header line + bytes). */
-export function encodeFsBlob(payload: Uint8Array): { header: Buffer; payload: Uint8Array } {
-  return { header: Buffer.from(`${MAGIC}${sha256Hex(payload)}\n`, "ascii"), payload };
 }
 
 /** A blob store in a local (or mounted) directory. */
@@ -71,13 +58,12 @@ export class FsBlobStore implements BlobStore {
     const path = this.pathOf(key);
     const dir = dirname(path);
     const tmp = join(dir, `.${key.split("/").pop()}.${process.pid}-${randomBytes(6).toString("hex")}.tmp`);
-    const { header, payload } = encodeFsBlob(bytes);
+    const sealed = sealBlob(bytes).bytes;
     try {
       await this.fs.mkdir(dir, { recursive: true });
       const fh = await this.fs.open(tmp, "wx", 0o644);
       try {
-        await fh.writeFile(header);
-        await fh.writeFile(payload);
+        await fh.writeFile(sealed);
         await fh.sync();
       } finally {
         await fh.close();
@@ -99,22 +85,7 @@ export class FsBlobStore implements BlobStore {
     } catch (e) {
       throw this.mapError(e, "read", key, path);
     }
-    const head = buf.subarray(0, FS_HEADER_BYTES).toString("latin1");
-    const m = /^MTBLOB1 sha256=([0-9a-f]{64})\n$/.exec(head);
-    if (!m) {
-      throw new BlobCorrupt(
-        key,
-        buf.length < FS_HEADER_BYTES
-          ? `file ${path} is ${buf.length} bytes, shorter than the ${FS_HEADER_BYTES}-byte checksum header`
-          : `file ${path} does not start with the "MTBLOB1 sha256=…" checksum header (not written by this store)`,
-      );
-    }
-    const payload = new Uint8Array(buf.buffer, buf.byteOffset + FS_HEADER_BYTES, buf.length - FS_HEADER_BYTES);
-    const actual = sha256Hex(payload);
-    if (actual !== m[1]) {
-      throw new BlobCorrupt(key, `SHA-256 mismatch in ${path}: stored ${m[1]}, computed ${actual}`);
-    }
-    return payload;
+    return openBlob(new Uint8Array(buf.buffer, buf.byteOffset, buf.length), { key, where: `file ${path}` });
   }
 
   async exists(key: string): Promise<boolean> {

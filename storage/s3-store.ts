@@ -1,11 +1,14 @@
 // S3 blob store (AWS S3 or any S3-compatible server) over @aws-sdk/client-s3, with end-to-end SHA-256.
 //
-// Every object is written with user metadata `x-amz-meta-sha256` = hex SHA-256 of its bytes, and
-// `get` verifies it; an object without it (written by another tool, or whose metadata the server
-// lost) is reported as BlobCorrupt rather than trusted. A single PutObject is atomic per object;
-// above `multipartThresholdBytes` a multipart upload is used, which S3 also makes visible only on
-// completion (and which lib-storage aborts on failure, so no parts are left behind). Transit is
-// additionally covered by the SDK's own flexible checksums (CRC32 by default).
+// Every object holds its blob in the store envelope (storage/envelope.ts): a header line with the
+// payload's SHA-256, then the payload, verified on every `get`. The same checksum is also written as
+// user metadata `x-amz-meta-sha256` and checked when the server still returns it; servers and tools
+// that drop metadata (rclone restarted over its directory, gateways, `aws s3 sync`, copies made with
+// file tools) leave the object as verifiable as before. Objects written before the envelope carry
+// only the metadata checksum; they read as legacy blobs (see envelope.ts). A single PutObject is
+// atomic per object; above `multipartThresholdBytes` a multipart upload is used, which S3 also makes
+// visible only on completion (and which lib-storage aborts on failure, so no parts are left behind).
+// Transit is additionally covered by the SDK's own flexible checksums (CRC32 by default).
 import {
   DeleteObjectCommand,
   GetObjectCommand,
@@ -23,12 +26,12 @@ import {
   StoreError,
   StoreRequestRejected,
   StoreUnavailable,
-  sha256Hex,
   validateKey,
   validatePrefix,
   type BlobStore,
   type PutOptions,
 } from "./blobstore.js";
+import { openBlob, sealBlob } from "./envelope.js";
 
 const MiB = 1024 * 1024;
 
@@ -142,16 +145,18 @@ export class S3BlobStore implements BlobStore {
 
   async put(key: string, bytes: Uint8Array, opts?: PutOptions): Promise<void> {
     const Key = this.objectKey(validateKey(key));
+    const sealed = sealBlob(bytes);
     const params = {
       Bucket: this.bucket,
       Key,
-      Body: bytes,
+      Body: sealed.bytes,
+      // The payload's type; the object's bytes are that payload behind the envelope's header line.
       ContentType: opts?.contentType ?? "application/octet-stream",
-      Metadata: { sha256: sha256Hex(bytes) },
+      Metadata: { sha256: sealed.sha256 },
     };
     try {
-      if (bytes.length <= this.multipartThreshold) {
-        await this.client.send(new PutObjectCommand({ ...params, ContentLength: bytes.length }));
+      if (sealed.bytes.length <= this.multipartThreshold) {
+        await this.client.send(new PutObjectCommand({ ...params, ContentLength: sealed.bytes.length }));
       } else {
         await new Upload({
           client: this.client,
@@ -180,17 +185,7 @@ export class S3BlobStore implements BlobStore {
       throw this.mapError(e, "get", key);
     }
     this.bucketSeen = true;
-    if (stored === undefined) {
-      throw new BlobCorrupt(
-        key,
-        `object ${Key} has no x-amz-meta-sha256 checksum (it was not written by metatrain's store, or the server dropped its metadata)`,
-      );
-    }
-    const actual = sha256Hex(bytes);
-    if (actual !== stored.toLowerCase()) {
-      throw new BlobCorrupt(key, `SHA-256 mismatch for object ${Key}: metadata says ${stored}, the ${bytes.length} bytes read hash to ${actual}`);
-    }
-    return bytes;
+    return openBlob(bytes, { key, where: `object ${Key}`, metadataSha256: stored });
   }
 
   async exists(key: string): Promise<boolean> {

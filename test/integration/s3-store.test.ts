@@ -6,6 +6,7 @@ import { readFileSync, statSync, utimesSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { HeadObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
 import { BlobCorrupt, BlobNotFound, StoreAccessDenied, StoreUnavailable, openStore, type OpenStoreOptions } from "../../storage/blobstore.js";
+import { ENVELOPE_HEADER_BYTES } from "../../storage/envelope.js";
 import { S3BlobStore } from "../../storage/s3-store.js";
 import { shardKey, paramsKey, contentAddress } from "../../storage/keys.js";
 import { encodeArrays, decodeArrays } from "../../meta/params.js";
@@ -98,42 +99,51 @@ describe("S3 store against rclone serve s3", { skip: skipUnlessS3Server() }, () 
     ]);
     const head = await store.client.send(new HeadObjectCommand({ Bucket: server.bucket, Key: "mp/runs/big/params/p.mtt" }));
     assert.equal(head.Metadata?.["sha256"], contentAddress(bytes), "multipart uploads carry the checksum too");
-    assert.equal(head.ContentLength, bytes.length);
+    assert.equal(head.ContentLength, ENVELOPE_HEADER_BYTES + bytes.length, "the object is the envelope: header line + payload");
 
     commands.length = 0;
     await store.put("runs/big/params/small.mtt", tensorBlob(1000));
     assert.deepEqual(commands, ["PutObjectCommand"], "below the threshold: one PutObject");
   });
 
-  test("tampered objects are BlobCorrupt naming the key: wrong checksum, no checksum, bytes changed on the server's disk", async () => {
+  test("tampered objects are BlobCorrupt naming the key, with or without metadata; objects without metadata or envelope still read", async () => {
     const store = await openOk("tamper");
     const good = tensorBlob(100);
     const bad = tensorBlob(100, 2);
     const isCorrupt = (key: string, reason: RegExp) => (e: unknown) =>
       e instanceof BlobCorrupt && e.code === "BLOB_CORRUPT" && !e.retryable && e.key === key && e.message.includes(key) && reason.test(e.message);
 
-    // Another writer replaced the bytes but kept the old checksum.
+    // A legacy object (no envelope) replaced by another writer that kept the old metadata checksum.
     await store.client.send(new PutObjectCommand({ Bucket: server.bucket, Key: "tamper/a.mtt", Body: bad, Metadata: { sha256: contentAddress(good) } }));
     await assert.rejects(store.get("a.mtt"), isCorrupt("a.mtt", /SHA-256 mismatch/));
 
-    // Written by a tool that stores no checksum.
+    // Written by a tool that stores no checksum at all (an old store copied with `aws s3 cp`): read as it is.
     await store.client.send(new PutObjectCommand({ Bucket: server.bucket, Key: "tamper/b.mtt", Body: good }));
-    await assert.rejects(store.get("b.mtt"), isCorrupt("b.mtt", /no x-amz-meta-sha256/));
+    assert.deepEqual(await store.get("b.mtt"), good);
 
-    // A bit flipped at rest, file size and time kept: rclone still serves the stored checksums.
+    // A bit flipped in the payload at rest, file size and time kept: rclone still serves the metadata.
     await store.put("c.mtt", good);
     const path = join(server.dataDir, server.bucket, "tamper", "c.mtt");
     const { atime, mtime } = statSync(path);
     const disk = readFileSync(path);
-    disk[50]! ^= 0x10;
+    disk[ENVELOPE_HEADER_BYTES + 50]! ^= 0x10;
     writeFileSync(path, disk);
     utimesSync(path, atime, mtime);
-    await assert.rejects(store.get("c.mtt"), isCorrupt("c.mtt", /checksum|SHA-256/));
+    await assert.rejects(store.get("c.mtt"), isCorrupt("c.mtt", /SHA-256 mismatch/));
 
-    // Rewritten on disk with a new time: rclone drops the object's metadata, so no checksum remains.
+    // Rewritten on disk with a new time: rclone drops the object's metadata; the envelope still catches the flip…
     await store.put("d.mtt", good);
-    writeFileSync(join(server.dataDir, server.bucket, "tamper", "d.mtt"), bad);
-    await assert.rejects(store.get("d.mtt"), isCorrupt("d.mtt", /no x-amz-meta-sha256|mismatch/));
+    const dPath = join(server.dataDir, server.bucket, "tamper", "d.mtt");
+    const sealed = readFileSync(dPath);
+    const flipped = Buffer.from(sealed);
+    flipped[ENVELOPE_HEADER_BYTES + 50]! ^= 0x10;
+    writeFileSync(dPath, flipped);
+    const head = await store.client.send(new HeadObjectCommand({ Bucket: server.bucket, Key: "tamper/d.mtt" }));
+    assert.equal(head.Metadata?.["sha256"], undefined, "rclone dropped the metadata of a file changed behind its back");
+    await assert.rejects(store.get("d.mtt"), isCorrupt("d.mtt", /SHA-256 mismatch/));
+    // …and the intact bytes without metadata read.
+    writeFileSync(dPath, sealed);
+    assert.deepEqual(await store.get("d.mtt"), good);
 
     // And a clean rewrite through the store heals the key.
     await store.put("a.mtt", good);

@@ -1,18 +1,21 @@
-// Filesystem blob store (round trip, atomic writes, corruption, key rules), openStore URIs and the key layout.
+// Blob stores: the self-verifying envelope on every backend (file, in-memory, S3 over a scripted HTTP
+// server), the filesystem store (round trip, atomic writes, corruption, key rules), openStore URIs and the key layout.
 import { test, describe, beforeEach, afterEach } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import * as fsp from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import {
   BlobCorrupt, BlobNotFound, InvalidBlobKey, InvalidStoreUri, StoreAccessDenied, StoreRequestRejected, StoreUnavailable,
   isStoreError, openStore, parseS3Uri, sha256Hex, validateKey,
 } from "../../storage/blobstore.js";
-import { FS_HEADER_BYTES, FsBlobStore } from "../../storage/fs-store.js";
+import { ENVELOPE_HEADER_BYTES, openBlob, sealBlob } from "../../storage/envelope.js";
+import { FsBlobStore } from "../../storage/fs-store.js";
+import { MemoryBlobStore } from "../../storage/memory-store.js";
 import { S3BlobStore } from "../../storage/s3-store.js";
 import {
   checkpointManifestKey, contentAddress, iterationPrefix, latestCheckpointKey, optimKey, paramsKey,
@@ -42,6 +45,157 @@ function filesUnder(dir: string): string[] {
     .sort();
 }
 
+/**
+ * A minimal S3 over HTTP that keeps PUT bodies and their `x-amz-meta-sha256` in a Map and serves them
+ * back, so the S3 store's envelope handling runs in a unit test (the real server: test/integration/s3-store.test.ts).
+ */
+async function scriptedS3(): Promise<{ store: S3BlobStore; objects: Map<string, { body: Buffer; sha256?: string }>; close: () => Promise<void> }> {
+  const objects = new Map<string, { body: Buffer; sha256?: string }>();
+  const srv = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c)).on("end", () => {
+      const key = decodeURIComponent(new URL(req.url ?? "/", "http://x").pathname.replace(/^\/b\//, ""));
+      if (req.method === "PUT") {
+        const sha = req.headers["x-amz-meta-sha256"];
+        objects.set(key, { body: Buffer.concat(chunks), ...(typeof sha === "string" ? { sha256: sha } : {}) });
+        res.writeHead(200).end();
+        return;
+      }
+      const o = objects.get(key);
+      if (!o) {
+        res.writeHead(404, { "content-type": "application/xml" }).end("<Error><Code>NoSuchKey</Code></Error>");
+        return;
+      }
+      res.writeHead(200, { "content-length": o.body.length, ...(o.sha256 ? { "x-amz-meta-sha256": o.sha256 } : {}) });
+      res.end(req.method === "HEAD" ? undefined : o.body);
+    });
+  });
+  await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
+  const store = new S3BlobStore({
+    bucket: "b", region: "us-east-1", endpoint: `http://127.0.0.1:${(srv.address() as { port: number }).port}`, forcePathStyle: true, maxAttempts: 1,
+    credentials: { accessKeyId: "k", secretAccessKey: "s" },
+  });
+  return { store, objects, close: () => { store.destroy(); return new Promise((r) => srv.close(() => r())); } };
+}
+
+/** A backend under test: its store, and access to the bytes it keeps at rest (and the S3 metadata). */
+interface Backend {
+  store: { put(k: string, b: Uint8Array): Promise<void>; get(k: string): Promise<Uint8Array> };
+  readStored(key: string): Uint8Array;
+  writeStored(key: string, bytes: Uint8Array, opts?: { metadataSha256?: string }): void;
+  close(): Promise<void>;
+}
+
+const backends: Record<string, () => Promise<Backend>> = {
+  file: async () => {
+    const fs = new FsBlobStore({ root: mkdtempSync(join(tmpdir(), "metatrain-envelope-")) });
+    return {
+      store: fs,
+      readStored: (k) => readFileSync(fs.pathOf(k)),
+      writeStored: (k, b) => {
+        mkdirSync(dirname(fs.pathOf(k)), { recursive: true });
+        writeFileSync(fs.pathOf(k), b);
+      },
+      close: async () => rmSync(fs.root, { recursive: true, force: true }),
+    };
+  },
+  memory: async () => {
+    const mem = new MemoryBlobStore();
+    return { store: mem, readStored: (k) => mem.stored(k)!, writeStored: (k, b) => mem.setStored(k, new Uint8Array(b)), close: async () => {} };
+  },
+  s3: async () => {
+    const s3 = await scriptedS3();
+    return {
+      store: s3.store,
+      readStored: (k) => s3.objects.get(k)!.body,
+      writeStored: (k, b, o) => s3.objects.set(k, { body: Buffer.from(b), ...(o?.metadataSha256 ? { sha256: o.metadataSha256 } : {}) }),
+      close: s3.close,
+    };
+  },
+};
+
+describe("self-verifying blobs on every backend", () => {
+  test("sealBlob: an 80-byte header line with the payload's SHA-256, then the payload unchanged", () => {
+    const payload = new TextEncoder().encode('{"iteration":5}');
+    const { bytes, sha256 } = sealBlob(payload);
+    assert.equal(sha256, sha256Hex(payload));
+    // "MTBLOB1 sha256=" (15) + 64 hex digits + "\n" (1) = 80.
+    assert.equal(ENVELOPE_HEADER_BYTES, 80);
+    assert.equal(Buffer.from(bytes.subarray(0, 80)).toString("latin1"), `MTBLOB1 sha256=${sha256}\n`);
+    assert.deepEqual(bytes.subarray(80), payload);
+    assert.deepEqual(openBlob(bytes, { key: "k", where: "here" }), payload);
+    assert.throws(() => openBlob(sealBlob(payload).bytes.map((b, i) => (i === 6 ? 0x32 : b)), { key: "k", where: "here" }), /envelope version 2; this metatrain reads version 1/);
+  });
+
+  for (const [name, open] of Object.entries(backends)) {
+    test(`${name}: a flipped byte anywhere in a JSON blob's stored bytes is BlobCorrupt; a blob with no metadata reads; a legacy blob reads`, async () => {
+      const b = await open();
+      try {
+        // JSON has no checksum of its own: only the envelope can catch this.
+        const json = new TextEncoder().encode(JSON.stringify({ manifestKey: "runs/r/checkpoints/00000005/manifest.json", iteration: 5 }));
+        const key = "runs/r/checkpoints/latest.json";
+        await b.store.put(key, json);
+        assert.deepEqual(await b.store.get(key), json);
+        const stored = Buffer.from(b.readStored(key));
+        assert.equal(stored.length, ENVELOPE_HEADER_BYTES + json.length, "header + payload at rest");
+        // One flip in the payload, one in the header's checksum digits, one in the magic: each is caught.
+        for (const at of [ENVELOPE_HEADER_BYTES + 20, 30, 2]) {
+          const bad = Buffer.from(stored);
+          bad[at]! ^= 0x01;
+          b.writeStored(key, bad);
+          await assert.rejects(b.store.get(key), (e: unknown) => e instanceof BlobCorrupt && e.key === key && !e.retryable, `flip at byte ${at}`);
+        }
+        // The envelope without any metadata (a restarted rclone, a copy made with file tools): verified, read.
+        b.writeStored(key, stored);
+        assert.deepEqual(await b.store.get(key), json);
+        // A legacy blob (raw bytes, as S3 objects were before the envelope), with its metadata checksum…
+        b.writeStored(key, json, { metadataSha256: sha256Hex(json) });
+        assert.deepEqual(await b.store.get(key), json);
+        // …and without it: read as it is.
+        b.writeStored(key, json);
+        assert.deepEqual(await b.store.get(key), json);
+        // A tensor blob in the legacy form keeps its own CRC-32: decoding still catches a flipped byte.
+        const tensors = tensorBlob(3);
+        const bad = Buffer.from(tensors);
+        bad[100]! ^= 0x01;
+        b.writeStored("runs/r/params/p.mtt", bad);
+        assert.throws(() => decodeArrays(new Uint8Array(bad)), /checksum mismatch/);
+        assert.deepEqual(await b.store.get("runs/r/params/p.mtt"), new Uint8Array(bad), "the store returns a legacy blob unverified");
+      } finally {
+        await b.close();
+      }
+    });
+  }
+
+  test("s3: metadata, when the server keeps it, is checked against the envelope and against a legacy blob", async () => {
+    const s3 = await scriptedS3();
+    try {
+      const payload = tensorBlob(4);
+      await s3.store.put("k.mtt", payload);
+      assert.equal(s3.objects.get("k.mtt")!.sha256, sha256Hex(payload), "x-amz-meta-sha256 is still written: the payload's SHA-256");
+      assert.deepEqual(await s3.store.get("k.mtt"), payload);
+      // The envelope verifies, but the metadata names other bytes: someone rewrote one and not the other.
+      s3.objects.get("k.mtt")!.sha256 = sha256Hex(tensorBlob(5));
+      await assert.rejects(s3.store.get("k.mtt"), (e: unknown) => e instanceof BlobCorrupt && /disagrees with the verified embedded one/.test(e.message));
+      // A legacy object whose bytes no longer match its metadata.
+      s3.objects.set("old.mtt", { body: Buffer.from(tensorBlob(5)), sha256: sha256Hex(payload) });
+      await assert.rejects(s3.store.get("old.mtt"), (e: unknown) => e instanceof BlobCorrupt && /metadata says/.test(e.message));
+    } finally {
+      await s3.close();
+    }
+  });
+
+  test("memory: get returns a copy; what a caller does to it does not reach the store", async () => {
+    const mem = new MemoryBlobStore();
+    await mem.put("a", new Uint8Array([1, 2, 3]));
+    (await mem.get("a"))[0] = 9;
+    assert.deepEqual(await mem.get("a"), new Uint8Array([1, 2, 3]));
+    assert.deepEqual(await mem.list(""), ["a"]);
+    await mem.delete("a");
+    await assert.rejects(mem.get("a"), BlobNotFound);
+  });
+});
+
 describe("fs store", () => {
   test("round trip of a tensor blob: same bytes back, still a valid blob, checksum header on disk", async () => {
     const bytes = tensorBlob(1);
@@ -50,8 +204,8 @@ describe("fs store", () => {
     assert.deepEqual(back, bytes);
     assert.deepEqual(decodeArrays(back).meta, { seed: 1 });
     const onDisk = readFileSync(join(root, "runs", "r1", "params", "a.mtt"));
-    assert.equal(onDisk.subarray(0, FS_HEADER_BYTES).toString(), `MTBLOB1 sha256=${sha256Hex(bytes)}\n`);
-    assert.equal(onDisk.length, FS_HEADER_BYTES + bytes.length);
+    assert.equal(onDisk.subarray(0, ENVELOPE_HEADER_BYTES).toString(), `MTBLOB1 sha256=${sha256Hex(bytes)}\n`);
+    assert.equal(onDisk.length, ENVELOPE_HEADER_BYTES + bytes.length);
   });
 
   test("empty blobs and overwrites round-trip", async () => {
@@ -130,12 +284,12 @@ describe("fs store", () => {
     assert.equal(await store.exists("runs/r1/params/q.mtt"), false);
   });
 
-  test("a flipped byte on disk is BlobCorrupt naming the key; so are truncation and a foreign file", async () => {
+  test("a flipped byte on disk is BlobCorrupt naming the key; so are truncation and a damaged header", async () => {
     const bytes = tensorBlob(5);
     await store.put("runs/r1/optim/o.mtt", bytes);
     const path = join(root, "runs", "r1", "optim", "o.mtt");
     const disk = readFileSync(path);
-    disk[FS_HEADER_BYTES + 100]! ^= 0x01;
+    disk[ENVELOPE_HEADER_BYTES + 100]! ^= 0x01;
     writeFileSync(path, disk);
     await assert.rejects(store.get("runs/r1/optim/o.mtt"), (e: unknown) =>
       e instanceof BlobCorrupt && e.code === "BLOB_CORRUPT" && !e.retryable && e.key === "runs/r1/optim/o.mtt" &&
@@ -144,8 +298,10 @@ describe("fs store", () => {
     await assert.rejects(store.get("runs/r1/optim/o.mtt"), /SHA-256 mismatch/);
     writeFileSync(path, disk.subarray(0, 20));
     await assert.rejects(store.get("runs/r1/optim/o.mtt"), /shorter than the 80-byte checksum header/);
-    writeFileSync(path, Buffer.from(bytes));
-    await assert.rejects(store.get("runs/r1/optim/o.mtt"), /does not start with the "MTBLOB1/);
+    const badHeader = Buffer.from(disk);
+    badHeader[10] = 0x21; // '!' inside "sha256=": the header line no longer parses
+    writeFileSync(path, badHeader);
+    await assert.rejects(store.get("runs/r1/optim/o.mtt"), /damaged checksum header line/);
   });
 
   test("bad keys are rejected before any I/O, with a message saying what is wrong", async () => {
