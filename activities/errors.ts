@@ -1,5 +1,6 @@
 // The one place where errors become Temporal failures: a type name from contracts/errors, a suggestion, and retry semantics.
 import { ApplicationFailure, CancelledFailure } from "@temporalio/activity";
+import type { ShardResultUnusableDetails, UnusableShard } from "../contracts/activities.js";
 import { InvalidRunConfigError } from "../contracts/config.js";
 import { ErrorTypes } from "../contracts/errors.js";
 import { CorruptBlobError } from "../meta/params.js";
@@ -21,8 +22,8 @@ export interface FailureDetails {
   suggestion?: string;
 }
 
-function failure(type: string, message: string, nonRetryable: boolean, suggestion?: string, cause?: Error): ApplicationFailure {
-  const details: FailureDetails = { code: type, ...(suggestion ? { suggestion } : {}) };
+function failure(type: string, message: string, nonRetryable: boolean, suggestion?: string, cause?: Error, extra: object = {}): ApplicationFailure {
+  const details: FailureDetails = { code: type, ...(suggestion ? { suggestion } : {}), ...extra };
   return ApplicationFailure.create({
     type,
     message: suggestion ? `${message}; ${suggestion}` : message,
@@ -92,6 +93,18 @@ export function invalidInput(message: string, suggestion: string): ApplicationFa
 /** A stored blob whose content contradicts its key (e.g. a shard of another iteration). */
 export function blobMismatch(key: string, reason: string): ApplicationFailure {
   return failure(ErrorTypes.BlobCorrupt, `blob "${key}" ${reason}`, true, "rerun the step that writes it, or resume from an earlier checkpoint");
+}
+
+/**
+ * Shard results of `iteration` that are missing or fail verification. Not retryable as is (the
+ * same blobs would be read again): the workflow reruns the shards the details name, which rewrites
+ * them, and then retries the outer step.
+ */
+export function shardResultsUnusable(iteration: number, shards: UnusableShard[]): ApplicationFailure {
+  const suggestion = "rerun those shards (the workflow does so itself) and retry the outer step";
+  const details: Omit<ShardResultUnusableDetails, "code" | "suggestion"> = { iteration, shards };
+  const list = shards.map((s) => `shard ${s.shardIndex} (${s.reason})`).join("; ");
+  return failure(ErrorTypes.ShardResultUnusable, `iteration ${iteration}: ${shards.length} shard result(s) unusable: ${list}`, true, suggestion, undefined, details);
 }
 
 /** The error to throw when `signal` was aborted: its reason (Temporal's CancelledFailure), else a new CancelledFailure. */

@@ -1,11 +1,14 @@
 // The coordinator's state writes: a run's initial meta-parameters and optimizer state, and the outer
 // step that sums shard results in shard order and applies the learner's update.
-import type { InitRunInput, OuterStepInput, StateKeys } from "../contracts/activities.js";
+import { ApplicationFailure } from "@temporalio/activity";
+import type { InitRunInput, OuterStepInput, StateKeys, UnusableShard } from "../contracts/activities.js";
+import { ErrorTypes } from "../contracts/errors.js";
 import { serializeState } from "../meta/optimizers.js";
 import { allFinite, dispose, serializeParams, sumInOrder, type Params } from "../meta/params.js";
 import { initialParams, parseRunConfig } from "../meta/run-config.js";
-import { optimKey, paramsKey } from "../storage/keys.js";
-import { blobMismatch, invalidInput, nonFiniteLoss } from "./errors.js";
+import { isStoreError } from "../storage/blobstore.js";
+import { optimKey, paramsKey, parseShardKey } from "../storage/keys.js";
+import { blobMismatch, invalidInput, nonFiniteLoss, shardResultsUnusable } from "./errors.js";
 import type { ParamsCache } from "./params-cache.js";
 import { isCount, isObject, secondsSince, type ActivityKit } from "./ports.js";
 
@@ -46,22 +49,37 @@ export function outerStepActivity(kit: ActivityKit) {
     }
     const { optimizer } = builds.get(config);
     // Fetch in parallel, decode in the given order: the sum below runs strictly in that order.
-    const blobs = await Promise.all(shardKeys.map((k) => store.get(k)));
+    const fetched = await Promise.allSettled(shardKeys.map((k) => store.get(k)));
     const shards: Params[] = [];
     let total: Params | undefined;
     let next: Params | undefined;
     let lease: Awaited<ReturnType<ParamsCache["acquire"]>> | undefined;
     try {
+      // Every unusable shard is named at once, so the workflow reruns them all in one go.
+      const unusable: UnusableShard[] = [];
       let covered = 0;
       shardKeys.forEach((k, i) => {
-        const { params, meta } = decodeTensors(k, blobs[i]!);
-        shards.push(params);
-        const m = isObject(meta) ? meta : {};
-        if (m.runId !== runId || m.iteration !== iteration || !isCount(m.taskStart) || !isCount(m.taskEnd)) {
-          throw blobMismatch(k, `holds a shard of run ${String(m.runId)} iteration ${String(m.iteration)}, not of run ${runId} iteration ${iteration}`);
+        const r = fetched[i]!;
+        try {
+          if (r.status === "rejected") throw r.reason;
+          const { params, meta } = decodeTensors(k, r.value);
+          shards.push(params);
+          const m = isObject(meta) ? meta : {};
+          if (m.runId !== runId || m.iteration !== iteration || !isCount(m.taskStart) || !isCount(m.taskEnd)) {
+            throw blobMismatch(k, `holds a shard of run ${String(m.runId)} iteration ${String(m.iteration)}, not of run ${runId} iteration ${iteration}`);
+          }
+          covered += m.taskEnd - m.taskStart;
+        } catch (e) {
+          // Only this round's own keys: rerunning the shard rewrites exactly that key.
+          const shard = parseShardKey(k);
+          if (!shard || shard.runId !== runId || shard.iteration !== iteration || !recomputable(e)) throw e;
+          unusable.push({ key: k, shardIndex: shard.shardIndex, reason: (e as Error).message });
         }
-        covered += m.taskEnd - m.taskStart;
       });
+      if (unusable.length) {
+        log("outerStep: shard results unusable", { runId, iteration, shards: unusable.map((u) => u.shardIndex) });
+        throw shardResultsUnusable(iteration, unusable);
+      }
       if (covered !== taskCount) {
         throw invalidInput(`the ${shardKeys.length} shards cover ${covered} tasks but taskCount is ${taskCount}`, "pass the number of tasks the given shards cover");
       }
@@ -94,4 +112,14 @@ export function outerStepActivity(kit: ActivityKit) {
     }
   }
   return outerStep;
+}
+
+/**
+ * Whether rerunning the shard can fix what reading its result threw: a missing blob, one failing
+ * verification, or one holding another shard (BlobNotFound, BlobCorrupt). Transient store errors
+ * are retried as they are; anything else is not the blob's fault.
+ */
+function recomputable(e: unknown): boolean {
+  if (isStoreError(e)) return e.code === "BLOB_NOT_FOUND" || e.code === "BLOB_CORRUPT";
+  return e instanceof ApplicationFailure && e.type === ErrorTypes.BlobCorrupt;
 }

@@ -62,6 +62,22 @@ export interface OuterStepInput {
   metaLr?: number;
 }
 
+/** One shard result the outer step could not use. */
+export interface UnusableShard {
+  key: string;
+  shardIndex: number;
+  /** What was wrong: missing, a checksum mismatch, a shard of another run or iteration. */
+  reason: string;
+}
+
+/** The details of a `ShardResultUnusable` failure (its first details entry). */
+export interface ShardResultUnusableDetails {
+  code: "ShardResultUnusable";
+  suggestion: string;
+  iteration: number;
+  shards: UnusableShard[];
+}
+
 export interface CheckpointManifest {
   format: "metatrain-checkpoint/1";
   runId: string;

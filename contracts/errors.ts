@@ -4,6 +4,12 @@ export const ErrorTypes = {
   InvalidRunConfig: "InvalidRunConfig",
   /** A stored blob failed its checksum: retrying cannot help. */
   BlobCorrupt: "BlobCorrupt",
+  /**
+   * Shard results the outer step cannot use (missing, or failing verification): the details name
+   * them (`ShardResultUnusableDetails`), and the workflow reruns those shards — they are a pure
+   * function of (seed, iteration, shard) — then retries the outer step.
+   */
+  ShardResultUnusable: "ShardResultUnusable",
   /** A referenced blob does not exist (a wrong checkpoint URI, or storage was wiped). */
   BlobNotFound: "BlobNotFound",
   /** Training produced NaN or ±Inf; lower the learning rates. The last good checkpoint is kept. */
@@ -25,6 +31,7 @@ export const NON_RETRYABLE_ERROR_TYPES: string[] = [
   ErrorTypes.InvalidRunConfig,
   ErrorTypes.BlobCorrupt,
   ErrorTypes.BlobNotFound,
+  ErrorTypes.ShardResultUnusable,
   ErrorTypes.NonFiniteLoss,
   ErrorTypes.StoreAccessDenied,
   ErrorTypes.InvalidActivityInput,

@@ -32,6 +32,8 @@ import type {
   MetaTrainingState,
   RunProgress,
   RunShardOutput,
+  ShardResultUnusableDetails,
+  StateKeys,
   TaskMetricsSummary,
 } from "../contracts/activities.js";
 import { InvalidRunConfigError, parseOrchestration, shardPlan, type RunConfigJson as RunConfig } from "../contracts/config.js";
@@ -88,6 +90,12 @@ export const MAX_CONCURRENT_SHARDS = 1_000;
  * well inside a history's hard cap of 51,200 events.
  */
 export const MAX_SHARDS_PER_ROUND = 5_000;
+/**
+ * Times one round may rerun shards whose results the outer step could not use. Shard results are a
+ * pure function of (seed, iteration, shard), so one rerun heals a blob damaged at rest; a shard bad
+ * again after two reruns points at the store itself (it corrupts what it is given), and the run fails.
+ */
+export const MAX_SHARD_RECOMPUTES = 2;
 /** Continue as new before a round when the history could pass this many events during it. */
 const HISTORY_EVENT_BUDGET = 40_000;
 const EVENTS_PER_SHARD = 6;
@@ -156,6 +164,15 @@ export function aggregateRound(outcomes: readonly ShardOutcome[]): RoundAggregat
       : {}),
   };
   return { shardKeys, taskCount, metrics, dropped };
+}
+
+/** The shard indices an outer-step failure names as unusable (ShardResultUnusable), else undefined. */
+export function unusableShardIndices(e: unknown): number[] | undefined {
+  const app = applicationCause(e);
+  if (app?.type !== ErrorTypes.ShardResultUnusable) return undefined;
+  const d = app.details?.[0] as Partial<ShardResultUnusableDetails> | undefined;
+  const indices = (d?.shards ?? []).map((s) => s.shardIndex).filter((i) => Number.isSafeInteger(i) && i >= 0);
+  return indices.length ? [...new Set(indices)].sort((a, b) => a - b) : undefined;
 }
 
 // ---- failures ------------------------------------------------------------------------------------
@@ -524,20 +541,16 @@ async function metaTraining(input: MetaTrainingInput): Promise<MetaTrainingResul
     return agg;
   }
 
-  // ---- the rounds ----
-  while (s.iteration < cfg.iterations) {
-    if (paused && !cancelling) {
-      log.info("paused", { runId, iteration: s.iteration });
-      await condition(() => !paused || cancelling);
-    }
-    if (cancelling) break;
-    const iteration = s.iteration;
-    const round = await fanOut(iteration);
-    if (!round) break;
-    const keys = await step(
-      `outer step of iteration ${iteration}`,
-      () =>
-        acts.coordinator.outerStep({
+  /**
+   * The round's outer step. A shard result it cannot use (missing, or failing verification) is
+   * recomputed: those shards run again — same inputs, same key, same bytes — and the step is
+   * retried, at most MAX_SHARD_RECOMPUTES times.
+   */
+  async function outerStep(iteration: number, round: RoundAggregate): Promise<StateKeys> {
+    const name = `outer step of iteration ${iteration}`;
+    for (let recomputes = 0; ; recomputes++) {
+      try {
+        return await acts.coordinator.outerStep({
           runId,
           config: cfg,
           iteration,
@@ -548,9 +561,40 @@ async function metaTraining(input: MetaTrainingInput): Promise<MetaTrainingResul
           // Only a rate set by setMetaLr travels: without it the activity applies the config's
           // schedule (Reptile anneals ε from config.metaLr), exactly as the in-process trainer does.
           ...(s.metaLr !== cfg.metaLr ? { metaLr: s.metaLr } : {}),
-        }),
-      STEP_FAILED,
-    );
+        });
+      } catch (e) {
+        if (isCancellation(e)) throw e;
+        const bad = unusableShardIndices(e);
+        if (!bad || recomputes >= MAX_SHARD_RECOMPUTES) throw stepFailed(name, e, STEP_FAILED);
+        log.warn("recomputing shards whose results are missing or corrupt", { runId, iteration, shards: bad, recompute: recomputes + 1, reason: innermostMessage(e) });
+        const plan = shardPlan(cfg);
+        const shards = bad.map((index) => plan[index]);
+        if (shards.some((p) => p === undefined)) throw stepFailed(name, e, STEP_FAILED); // names no shard of this plan
+        await Promise.all(
+          shards.map((shard) => {
+            const index = shard!.index;
+            return step(
+              `iteration ${iteration}: recomputing shard ${index} (tasks ${shard!.taskStart}–${shard!.taskEnd - 1})`,
+              () => acts.shards.runShard({ runId, config: cfg, iteration, shardIndex: index, taskStart: shard!.taskStart, taskEnd: shard!.taskEnd, paramsKey: s.paramsKey }),
+              ErrorTypes.TooFewShards,
+            );
+          }),
+        );
+      }
+    }
+  }
+
+  // ---- the rounds ----
+  while (s.iteration < cfg.iterations) {
+    if (paused && !cancelling) {
+      log.info("paused", { runId, iteration: s.iteration });
+      await condition(() => !paused || cancelling);
+    }
+    if (cancelling) break;
+    const iteration = s.iteration;
+    const round = await fanOut(iteration);
+    if (!round) break;
+    const keys = await outerStep(iteration, round);
     s.iteration = iteration + 1;
     s.paramsKey = keys.paramsKey;
     s.optimKey = keys.optimKey;

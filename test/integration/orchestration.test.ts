@@ -16,6 +16,7 @@ import { ErrorTypes } from "../../contracts/errors.js";
 import { TASK_QUEUES } from "../../contracts/queues.js";
 import {
   MAX_CONCURRENT_SHARDS,
+  MAX_SHARD_RECOMPUTES,
   aggregateRound,
   cancelSignal,
   metaLrProblem,
@@ -32,6 +33,7 @@ import { checkpointManifestKey, checkpointsPrefix, latestCheckpointKey, parseChe
 import { deserializeParams, dispose } from "../../meta/params.js";
 import { LocalMetaTrainer } from "../../meta/trainer.js";
 import { FILE_DATA } from "../../activities/build.js";
+import { shardResultsUnusable } from "../../activities/errors.js";
 import { metricsSinks, noopMetrics } from "../../telemetry/index.js";
 import { useCpu } from "../helpers/tf.js";
 import { skipUnlessS3Server, startS3Server, type S3TestServer } from "../harness/s3-server.js";
@@ -133,7 +135,10 @@ describe("workflow logic on Temporal with stand-in activities", {
   /** Per-test behaviour of the stand-in shard activity; undefined: succeed after a few ms. */
   let shardBehaviour: ((input: RunShardInput) => Promise<RunShardOutput> | undefined) | undefined;
   let manifestToLoad: CheckpointManifest | undefined;
+  /** Per-test behaviour of the stand-in outer step; undefined: succeed. */
+  let outerBehaviour: ((input: OuterStepInput) => Promise<never> | undefined) | undefined;
   const outerSteps: OuterStepInput[] = [];
+  const shardRuns: RunShardInput[] = [];
   let inFlight = 0;
   let maxInFlight = 0;
 
@@ -146,6 +151,7 @@ describe("workflow logic on Temporal with stand-in activities", {
   const activities: MetaTrainingActivities = {
     initRun: async () => ({ paramsKey: "p/0", optimKey: "o/0" }),
     runShard: async (input) => {
+      shardRuns.push(input);
       inFlight++;
       maxInFlight = Math.max(maxInFlight, inFlight);
       try {
@@ -159,6 +165,8 @@ describe("workflow logic on Temporal with stand-in activities", {
     },
     outerStep: async (input) => {
       outerSteps.push(input);
+      const custom = outerBehaviour?.(input);
+      if (custom) return await custom;
       return { paramsKey: `p/${input.iteration + 1}`, optimKey: `o/${input.iteration + 1}` };
     },
     writeCheckpoint: async ({ manifest }) => ({ manifestKey: `m/${manifest.iteration}` }),
@@ -203,6 +211,7 @@ describe("workflow logic on Temporal with stand-in activities", {
 
   const run = async (workflowId: string, input: MetaTrainingInput): Promise<MetaTrainingResult> => {
     outerSteps.length = 0;
+    shardRuns.length = 0;
     maxInFlight = 0;
     return client.workflow.execute(metaTrainingWorkflow, { taskQueue: TASK_QUEUES.coordinator, workflowId, args: [input] });
   };
@@ -279,6 +288,41 @@ describe("workflow logic on Temporal with stand-in activities", {
     assert.equal(f.type, ErrorTypes.TooFewShards);
     // Shard 3 may or may not have finished when the third failure made the round hopeless.
     assert.match(f.message, /iteration 0: [01] of 4 shards finished, 2 needed \(failurePolicy\.minShardFraction 0\.5\); shard 0 failed: shard lost/);
+  });
+
+  test(`a shard result the outer step cannot use is recomputed and the step retried; still bad after ${MAX_SHARD_RECOMPUTES} reruns, the run fails`, { timeout: 2 * MINUTE }, async () => {
+    shardBehaviour = undefined;
+    // Iteration 1's outer step finds shards 1 and 3 unusable the first time only.
+    let failed = false;
+    outerBehaviour = (input) => {
+      if (input.iteration !== 1 || failed) return undefined;
+      failed = true;
+      return Promise.reject(shardResultsUnusable(1, [1, 3].map((i) => ({ key: `r/1/${i}`, shardIndex: i, reason: "SHA-256 mismatch" }))));
+    };
+    const r = await run("recompute", { runId: "recompute", config: CONFIG });
+    assert.equal(r.iteration, 3);
+    // 3 iterations × 4 shards, plus shards 1 and 3 of iteration 1 once more, with the same inputs.
+    assert.equal(shardRuns.length, 3 * 4 + 2);
+    const runsOf = (it: number, i: number) => shardRuns.filter((x) => x.iteration === it && x.shardIndex === i);
+    for (const i of [1, 3]) {
+      assert.equal(runsOf(1, i).length, 2, `shard ${i} of iteration 1 ran twice`);
+      assert.deepEqual(runsOf(1, i)[1], runsOf(1, i)[0], "the rerun has the first run's inputs");
+    }
+    // Iteration 1's outer step ran twice, on the same keys; the others once.
+    assert.deepEqual(outerSteps.map((o) => o.iteration), [0, 1, 1, 2]);
+    assert.deepEqual(outerSteps[2], outerSteps[1]);
+
+    // Always unusable: the first step and MAX_SHARD_RECOMPUTES retries, then the run fails with the type.
+    outerBehaviour = (input) => Promise.reject(shardResultsUnusable(input.iteration, [{ key: `r/${input.iteration}/0`, shardIndex: 0, reason: "SHA-256 mismatch" }]));
+    try {
+      const f = await failureOf(run("recompute-bounded", { runId: "recompute-bounded", config: CONFIG }));
+      assert.equal(f.type, ErrorTypes.ShardResultUnusable);
+      assert.match(f.message, /^outer step of iteration 0 failed: iteration 0: 1 shard result\(s\) unusable: shard 0 \(SHA-256 mismatch\)/);
+      assert.equal(outerSteps.length, 1 + MAX_SHARD_RECOMPUTES);
+      assert.equal(shardRuns.filter((x) => x.shardIndex === 0).length, 1 + MAX_SHARD_RECOMPUTES);
+    } finally {
+      outerBehaviour = undefined;
+    }
   });
 
   test("resuming refuses a config the checkpoint cannot use, naming the fields", { timeout: 2 * MINUTE }, async () => {

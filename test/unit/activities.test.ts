@@ -9,7 +9,7 @@ import * as tf from "@tensorflow/tfjs";
 import { ApplicationFailure, CancelledFailure } from "@temporalio/activity";
 import { createActivities, type ActivityDeps, type LatestPointer } from "../../activities/index.js";
 import { ParamsCache } from "../../activities/params-cache.js";
-import type { MetaTrainingActivities, StateKeys } from "../../contracts/activities.js";
+import type { MetaTrainingActivities, ShardResultUnusableDetails, StateKeys } from "../../contracts/activities.js";
 import { shardPlan } from "../../contracts/config.js";
 import { parseRunConfig, type RunConfig, type RunConfigInput } from "../../meta/run-config.js";
 import { deserializeParams, dispose, type Params } from "../../meta/params.js";
@@ -264,38 +264,59 @@ describe("error mapping", () => {
     return { keys, shardKeys };
   }
 
-  test("a shard blob that is not a tensor blob → BlobCorrupt, non-retryable, no tensors leaked", async () => {
+  /** A ShardResultUnusable failure naming exactly `indices`, each with a reason matching `reason`. */
+  const unusableShards = (indices: number[], reason: RegExp) => (e: unknown) => {
+    isFailure("ShardResultUnusable", true)(e);
+    const d = (e as ApplicationFailure).details?.[0] as ShardResultUnusableDetails;
+    assert.equal(d.code, "ShardResultUnusable");
+    assert.deepEqual(d.shards.map((s) => s.shardIndex), indices);
+    for (const s of d.shards) assert.match(s.reason, reason);
+    return true;
+  };
+
+  test("a shard blob that is not a tensor blob → ShardResultUnusable naming it, non-retryable, no tensors leaked", async () => {
     const acts = activities();
     const { keys, shardKeys } = await twoShards(acts);
     // Stored through the store (its sha256 matches), so only the tensor format's own check can catch it.
     await store.put(shardKeys[1]!, new TextEncoder().encode("not a tensor blob at all"));
     const before = tf.memory().numTensors;
-    await assert.rejects(acts.outerStep({ runId: "err", config: small, iteration: 0, ...keys, shardKeys, taskCount: 4 }), isFailure("BlobCorrupt", true));
+    await assert.rejects(acts.outerStep({ runId: "err", config: small, iteration: 0, ...keys, shardKeys, taskCount: 4 }), unusableShards([1], /bad magic/));
     assert.equal(tf.memory().numTensors, before, "the first shard, already decoded, is disposed");
   });
 
-  test("a shard blob changed on disk → BlobCorrupt (store checksum), non-retryable", async () => {
+  test("a shard blob changed on disk → ShardResultUnusable (store checksum); rerunning the shard heals it, bit-identically", async () => {
     const acts = activities();
     const { keys, shardKeys } = await twoShards(acts);
     const path = store.pathOf(shardKeys[0]!);
-    const bytes = readFileSync(path);
+    const good = readFileSync(path);
+    const bytes = Buffer.from(good);
     bytes[bytes.length - 10]! ^= 0x01;
     writeFileSync(path, bytes);
-    await assert.rejects(acts.outerStep({ runId: "err", config: small, iteration: 0, ...keys, shardKeys, taskCount: 4 }), isFailure("BlobCorrupt", true));
+    const input = { runId: "err", config: small, iteration: 0, ...keys, shardKeys, taskCount: 4 };
+    await assert.rejects(acts.outerStep(input), unusableShards([0], /SHA-256 mismatch/));
+    // What the workflow does next: the shard again (a pure function of seed, iteration, shard), then the outer step.
+    const s0 = shardPlan(small)[0]!;
+    await acts.runShard({ runId: "err", config: small, iteration: 0, shardIndex: 0, taskStart: s0.taskStart, taskEnd: s0.taskEnd, paramsKey: keys.paramsKey });
+    assert.ok(readFileSync(path).equals(good), "the recomputed shard blob is byte for byte the first one");
+    const next = await acts.outerStep(input);
+    assert.match(next.paramsKey, /^runs\/err\/params\//);
   });
 
-  test("a shard of another iteration → BlobCorrupt; a wrong taskCount → InvalidActivityInput", async () => {
+  test("a shard of another iteration → BlobCorrupt (rerunning cannot fix a wrong key); a wrong taskCount → InvalidActivityInput", async () => {
     const acts = activities();
     const { keys, shardKeys } = await twoShards(acts);
     await assert.rejects(acts.outerStep({ runId: "err", config: small, iteration: 1, ...keys, shardKeys, taskCount: 4 }), isFailure("BlobCorrupt", true));
     await assert.rejects(acts.outerStep({ runId: "err", config: small, iteration: 0, ...keys, shardKeys, taskCount: 3 }), isFailure("InvalidActivityInput", true));
   });
 
-  test("missing keys → BlobNotFound, non-retryable", async () => {
+  test("missing shard results → ShardResultUnusable naming every one; missing parameters → BlobNotFound", async () => {
     const acts = activities();
     const { keys, shardKeys } = await twoShards(acts);
-    const missing = shardKey("err", 0, 7);
-    await assert.rejects(acts.outerStep({ runId: "err", config: small, iteration: 0, ...keys, shardKeys: [...shardKeys, missing], taskCount: 6 }), isFailure("BlobNotFound", true));
+    const missing = [shardKey("err", 0, 7), shardKey("err", 0, 9)];
+    await assert.rejects(
+      acts.outerStep({ runId: "err", config: small, iteration: 0, ...keys, shardKeys: [...shardKeys, ...missing], taskCount: 8 }),
+      unusableShards([7, 9], /no blob at key/),
+    );
     await assert.rejects(
       acts.runShard({ runId: "err", config: small, iteration: 0, shardIndex: 0, taskStart: 0, taskEnd: 2, paramsKey: keys.paramsKey.replace(/[0-9a-f]{64}/, "0".repeat(64)) }),
       isFailure("BlobNotFound", true),
