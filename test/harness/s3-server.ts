@@ -25,6 +25,12 @@ export interface S3TestServer {
   binary: string;
   /** Environment for `openStore("s3://…", env)`. */
   env(): Record<string, string>;
+  /**
+   * Kill the server and start it again on the same port over the same directory, as after a crash:
+   * the objects survive, the metadata rclone keeps in memory (x-amz-meta-*) does not.
+   * `downMs` (default 0) is how long it stays down in between.
+   */
+  restart(downMs?: number): Promise<void>;
   /** Kill the server and remove its directory. Safe to call twice. */
   stop(): Promise<void>;
 }
@@ -71,33 +77,86 @@ export async function startS3Server(opts: StartS3ServerOptions = {}): Promise<S3
   const dataDir = join(base, "data");
   const config = join(base, "rclone.conf");
   writeFileSync(config, ""); // an empty config of our own, so a user's ~/.config/rclone is never read
-  const child = spawn(
-    binary,
-    [
-      "serve",
-      "s3",
-      `:local:${dataDir}`,
-      "--addr",
-      "127.0.0.1:0",
-      "--auth-key",
-      `${TEST_ACCESS_KEY_ID},${TEST_SECRET_ACCESS_KEY}`,
-      "--config",
-      config,
-      "--log-level",
-      "NOTICE",
-    ],
-    { stdio: ["ignore", "pipe", "pipe"] },
-  );
-  let log = "";
+  let server = await spawnRclone(binary, dataDir, config, "127.0.0.1:0", timeoutMs).catch((e: unknown) => {
+    rmSync(base, { recursive: true, force: true });
+    throw e;
+  });
   let stopped = false;
-  const exited = new Promise<number | null>((res) => child.once("exit", (code) => res(code)));
   const stop = async (): Promise<void> => {
     if (!stopped) {
       stopped = true;
-      await killAndWait(child, exited);
+      await killAndWait(server.child, server.exited);
     }
     rmSync(base, { recursive: true, force: true });
   };
+  const port = server.port;
+  const restart = async (downMs = 0): Promise<void> => {
+    await killAndWait(server.child, server.exited);
+    await new Promise((r) => setTimeout(r, downMs));
+    server = await spawnRclone(binary, dataDir, config, `127.0.0.1:${port}`, timeoutMs);
+  };
+  try {
+    const endpoint = `http://127.0.0.1:${port}`;
+    const region = "us-east-1";
+    const client = new S3Client({
+      endpoint,
+      region,
+      forcePathStyle: true,
+      credentials: { accessKeyId: TEST_ACCESS_KEY_ID, secretAccessKey: TEST_SECRET_ACCESS_KEY },
+      maxAttempts: 1,
+    });
+    // Creating the bucket doubles as the readiness probe: retry until the server answers it.
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      try {
+        await client.send(new CreateBucketCommand({ Bucket: bucket }));
+        break;
+      } catch (e) {
+        const name = (e as Error).name;
+        if (name === "BucketAlreadyOwnedByYou" || name === "BucketAlreadyExists") break; // an earlier try got through
+        if (Date.now() > deadline) throw new Error(`rclone at ${endpoint} did not accept CreateBucket: ${(e as Error).message}\n${server.log()}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+    client.destroy();
+    return {
+      endpoint,
+      region,
+      accessKeyId: TEST_ACCESS_KEY_ID,
+      secretAccessKey: TEST_SECRET_ACCESS_KEY,
+      bucket,
+      dataDir,
+      binary,
+      env: () => ({
+        AWS_ENDPOINT_URL_S3: endpoint,
+        AWS_REGION: region,
+        AWS_ACCESS_KEY_ID: TEST_ACCESS_KEY_ID,
+        AWS_SECRET_ACCESS_KEY: TEST_SECRET_ACCESS_KEY,
+      }),
+      restart,
+      stop,
+    };
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+}
+
+/** `rclone serve s3` over `dataDir` on `addr`, once it reports the address it listens on. */
+async function spawnRclone(
+  binary: string,
+  dataDir: string,
+  config: string,
+  addr: string,
+  timeoutMs: number,
+): Promise<{ child: ChildProcess; exited: Promise<number | null>; port: number; log: () => string }> {
+  const child = spawn(
+    binary,
+    ["serve", "s3", `:local:${dataDir}`, "--addr", addr, "--auth-key", `${TEST_ACCESS_KEY_ID},${TEST_SECRET_ACCESS_KEY}`, "--config", config, "--log-level", "NOTICE"],
+    { stdio: ["ignore", "pipe", "pipe"] },
+  );
+  let log = "";
+  const exited = new Promise<number | null>((res) => child.once("exit", (code) => res(code)));
   try {
     const port = await new Promise<number>((res, rej) => {
       const timer = setTimeout(() => rej(new Error(`rclone did not report its address within ${timeoutMs} ms:\n${log}`)), timeoutMs);
@@ -121,47 +180,9 @@ export async function startS3Server(opts: StartS3ServerOptions = {}): Promise<S3
         rej(new Error(`rclone exited with code ${code} before listening:\n${log}`));
       });
     });
-    const endpoint = `http://127.0.0.1:${port}`;
-    const region = "us-east-1";
-    const client = new S3Client({
-      endpoint,
-      region,
-      forcePathStyle: true,
-      credentials: { accessKeyId: TEST_ACCESS_KEY_ID, secretAccessKey: TEST_SECRET_ACCESS_KEY },
-      maxAttempts: 1,
-    });
-    // Creating the bucket doubles as the readiness probe: retry until the server answers it.
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      try {
-        await client.send(new CreateBucketCommand({ Bucket: bucket }));
-        break;
-      } catch (e) {
-        const name = (e as Error).name;
-        if (name === "BucketAlreadyOwnedByYou" || name === "BucketAlreadyExists") break; // an earlier try got through
-        if (Date.now() > deadline) throw new Error(`rclone at ${endpoint} did not accept CreateBucket: ${(e as Error).message}\n${log}`);
-        await new Promise((r) => setTimeout(r, 100));
-      }
-    }
-    client.destroy();
-    return {
-      endpoint,
-      region,
-      accessKeyId: TEST_ACCESS_KEY_ID,
-      secretAccessKey: TEST_SECRET_ACCESS_KEY,
-      bucket,
-      dataDir,
-      binary,
-      env: () => ({
-        AWS_ENDPOINT_URL_S3: endpoint,
-        AWS_REGION: region,
-        AWS_ACCESS_KEY_ID: TEST_ACCESS_KEY_ID,
-        AWS_SECRET_ACCESS_KEY: TEST_SECRET_ACCESS_KEY,
-      }),
-      stop,
-    };
+    return { child, exited, port, log: () => log };
   } catch (e) {
-    await stop();
+    await killAndWait(child, exited);
     throw e;
   }
 }

@@ -3,8 +3,12 @@
 // LocalMetaTrainer bit for bit — also after a worker, the coordinator or the server is killed.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdirSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { spawn } from "node:child_process";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { basename, join } from "node:path";
+import { pathToFileURL } from "node:url";
+import { HeadObjectCommand } from "@aws-sdk/client-s3";
 import { createHash } from "node:crypto";
 import { Client, Connection, WorkflowFailedError, WorkflowUpdateFailedError, type WorkflowHandle } from "@temporalio/client";
 import { Context } from "@temporalio/activity";
@@ -29,6 +33,8 @@ import {
   type ShardOutcome,
 } from "../../workflows/meta-training.js";
 import { openStore, type BlobStore } from "../../storage/blobstore.js";
+import { ENVELOPE_HEADER_BYTES, openBlob } from "../../storage/envelope.js";
+import type { S3BlobStore } from "../../storage/s3-store.js";
 import { checkpointManifestKey, checkpointsPrefix, latestCheckpointKey, parseCheckpointManifestKey } from "../../storage/keys.js";
 import { deserializeParams, dispose } from "../../meta/params.js";
 import { LocalMetaTrainer } from "../../meta/trainer.js";
@@ -38,6 +44,7 @@ import { metricsSinks, noopMetrics } from "../../telemetry/index.js";
 import { useCpu } from "../helpers/tf.js";
 import { skipUnlessS3Server, startS3Server, type S3TestServer } from "../harness/s3-server.js";
 import { skipUnlessTemporal, startTemporalServer, type TemporalTestServer } from "../harness/temporal.js";
+import { METATRAIN_BIN } from "../harness/dev-stack.js";
 import { REPO_ROOT, WorkerPool, type WorkerProcess } from "../harness/workers.js";
 
 const MINUTE = 60_000;
@@ -397,6 +404,19 @@ const REPTILE: RunConfigInput = {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const text = (b: Uint8Array) => new TextDecoder().decode(b);
+
+/** One `metatrain` command as a user runs it (a child process), with `env` added to this process's. */
+function cliRun(args: string[], env: Record<string, string>): Promise<{ code: number | null; out: string; err: string }> {
+  return new Promise((res, rej) => {
+    const child = spawn(process.execPath, [METATRAIN_BIN, ...args], { cwd: REPO_ROOT, env: { ...process.env, ...env, METATRAIN_BACKEND: "cpu" }, stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    let err = "";
+    child.stdout.on("data", (c: Buffer) => (out += c.toString()));
+    child.stderr.on("data", (c: Buffer) => (err += c.toString()));
+    child.once("error", rej);
+    child.once("exit", (code) => res({ code, out, err }));
+  });
+}
 
 /** Parameters as flat float32 arrays by name. */
 type Values = Record<string, Float32Array>;
@@ -925,6 +945,104 @@ describe("meta-training orchestration on Temporal and S3", { skip: skipUnlessTem
     assert.match(err.cause.message, new RegExp(manifest.paramsKey.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")));
     console.log(`# failed in ${seconds.toFixed(1)} s: ${err.cause.message}`);
     assert.deepEqual(snapshot(), before, "the failed run changed stored blobs");
+  }));
+
+  test("(h1) a byte flipped in a shard result at rest before the outer step reads it: that shard is recomputed, the run completes bit-identical", { timeout: 8 * MINUTE }, withLogs(async () => {
+    // One gpu worker runs the round's three shards one after another (gpu concurrency 1): the first
+    // result waits on the store for the other two, about 0.6 s, while we damage it.
+    for (const w of pool.alive("gpu").slice(1)) await w.kill("SIGTERM");
+    const runId = "flip-shard";
+    const input: RunConfigInput = { ...HEAVY, metaBatchSize: 12, shardSize: 4, iterations: 6, seed: 81, checkpointEvery: 3, evalEvery: 0, continueAsNewEvery: 1000 };
+    const cfg = parseRunConfig(input);
+    void reference(cfg);
+    const TARGET = 2;
+    await start(runId, { runId, config: input });
+    // The first shard result of iteration TARGET to land complete (its envelope verifies) gets one payload bit flipped.
+    const dir = join(s3.dataDir, s3.bucket, STORE_PREFIX, "runs", runId, "iter", String(TARGET).padStart(8, "0"));
+    let flipped: string | undefined;
+    const deadline = Date.now() + 3 * MINUTE;
+    while (!flipped) {
+      if (Date.now() > deadline) assert.fail(`no shard result of iteration ${TARGET} appeared in ${dir}`);
+      for (const name of existsSync(dir) ? readdirSync(dir).filter((n) => /^shard-\d{4}\.mtt$/.test(n)) : []) {
+        const path = join(dir, name);
+        const bytes = readFileSync(path);
+        try {
+          openBlob(bytes, { key: name, where: path });
+        } catch {
+          continue; // still being written
+        }
+        bytes[ENVELOPE_HEADER_BYTES + (bytes.length - ENVELOPE_HEADER_BYTES) / 2]! ^= 0x04;
+        writeFileSync(path, bytes);
+        flipped = name;
+        break;
+      }
+      await sleep(5);
+    }
+    const r = await result(runId);
+    assert.equal(r.iteration, 6);
+    assertBitIdentical(await storedParams(r.paramsKey), await reference(cfg), `${runId} final parameters`);
+    const coordinatorLogs = pool.workers.filter((w) => w.role === "coordinator").map((w) => w.log()).join("\n");
+    assert.match(coordinatorLogs, /recomputing shards whose results are missing or corrupt/, `flipped ${flipped} but no shard was recomputed: the outer step read it before the flip (the race this test needs was lost)`);
+    const shardIndex = Number(/\d{4}/.exec(flipped)![0]);
+    const starts = (await allEvents(runId)).filter((e) => {
+      const a = e.activityTaskScheduledEventAttributes;
+      return a?.activityType?.name === "runShard" && /"iteration":2,"shardIndex":(\d+)/.exec(Buffer.from(a.input?.payloads?.[0]?.data ?? []).toString())?.[1] === String(shardIndex);
+    });
+    assert.equal(starts.length, 2, `shard ${shardIndex} of iteration ${TARGET} was scheduled twice (run, then recomputed)`);
+    console.log(`# flipped a bit of ${flipped} (iteration ${TARGET}); recomputed, bit-identical`);
+    await pool.ensure("gpu", 2);
+  }));
+
+  test("(h2) the S3 server restarted mid-run (objects kept, metadata lost): the run completes bit-identical", { timeout: 8 * MINUTE }, withLogs(async () => {
+    const runId = "s3-restart";
+    const input: RunConfigInput = { ...BASE, iterations: 20, seed: 91 };
+    const cfg = parseRunConfig(input);
+    void reference(cfg);
+    await start(runId, { runId, config: input });
+    await waitProgress(runId, (p) => p.iteration >= 6, "iteration 6 (after the checkpoint at 5)");
+    const t0 = performance.now();
+    await s3.restart(1_000);
+    console.log(`# S3 server restarted in ${(performance.now() - t0).toFixed(0)} ms near iteration ${(await progress(runId))?.iteration}`);
+    const r = await result(runId);
+    assert.equal(r.iteration, 20);
+    assertBitIdentical(await storedParams(r.paramsKey), await reference(cfg), `${runId} final parameters`);
+    // What made this fail before the envelope: objects written before the restart lost their checksum metadata.
+    const head = await (store as S3BlobStore).client.send(new HeadObjectCommand({ Bucket: s3.bucket, Key: `${STORE_PREFIX}/${checkpointManifestKey(runId, 5)}` }));
+    assert.equal(head.Metadata?.["sha256"], undefined, "the restarted server kept no metadata");
+  }));
+
+  test("(h3) a store without object metadata (the S3 server restarted; its directory copied with file tools): resume-from, eval and export read it", { timeout: 8 * MINUTE }, withLogs(async () => {
+    const runId = "no-metadata";
+    const input: RunConfigInput = { ...BASE, iterations: 6, checkpointEvery: 3, evalEvery: 0, seed: 93 };
+    const cfg = parseRunConfig(input);
+    await runToEnd(runId, input);
+    await s3.restart();
+    for (const key of [latestCheckpointKey(runId), checkpointManifestKey(runId, 3)]) {
+      const head = await (store as S3BlobStore).client.send(new HeadObjectCommand({ Bucket: s3.bucket, Key: `${STORE_PREFIX}/${key}` }));
+      assert.equal(head.Metadata?.["sha256"], undefined, `${key} has no metadata after the restart`);
+    }
+    // resume-from: the coordinator's loadCheckpoint reads manifest, parameters and optimizer state.
+    await start(`${runId}-resumed`, { runId, config: undefined, resumeFrom: checkpointManifestKey(runId, 3) });
+    const r = await result(`${runId}-resumed`);
+    assertBitIdentical(await storedParams(r.paramsKey), await reference(cfg), `${runId} resumed final parameters`);
+    // eval and export through the CLI, from S3 and from a plain copy of the server's directory as a file store.
+    const copy = mkdtempSync(join(tmpdir(), "metatrain-copied-store-"));
+    try {
+      cpSync(join(s3.dataDir, s3.bucket, STORE_PREFIX), copy, { recursive: true });
+      for (const storeUri of [`s3://${s3.bucket}/${STORE_PREFIX}`, pathToFileURL(copy).href]) {
+        const checkpoint = `${storeUri}/runs/${runId}/checkpoints/latest.json`;
+        const ev = await cliRun(["eval", checkpoint, "--tasks", "4", "--json"], s3.env());
+        assert.equal(ev.code, 0, `eval ${checkpoint}: ${ev.err}`);
+        assert.equal((JSON.parse(ev.out) as { iteration: number }).iteration, 6);
+        const out = join(copy, "..", `${basename(copy)}-export-${storeUri.slice(0, 2)}`);
+        const ex = await cliRun(["export", checkpoint, "--out", out], s3.env());
+        assert.equal(ex.code, 0, `export ${checkpoint}: ${ex.err}`);
+        assert.ok(existsSync(join(out, "weights.bin")), `export of ${checkpoint} wrote weights.bin`);
+        rmSync(out, { recursive: true, force: true });
+      }
+    } finally {
+      rmSync(copy, { recursive: true, force: true });
+    }
   }));
 
   test("(e) a gpu worker started mid-run takes shards without restarting anything", { timeout: 10 * MINUTE }, withLogs(async () => {
