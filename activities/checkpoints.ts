@@ -1,10 +1,12 @@
 // The coordinator's checkpoint activities: write a manifest then the run's `latest` pointer; read one
 // back, verifying the blobs it names and whether the requested config can resume from it.
 import type { CheckpointManifest, LoadCheckpointInput, LoadCheckpointOutput, WriteCheckpointInput, WriteCheckpointOutput } from "../contracts/activities.js";
-import { decodeArrays } from "../meta/params.js";
+import { ApplicationFailure } from "@temporalio/activity";
+import { ErrorTypes } from "../contracts/errors.js";
+import { CorruptBlobError, decodeArrays } from "../meta/params.js";
 import { parseRunConfig, resumeIncompatibilities } from "../meta/run-config.js";
-import { BlobNotFound } from "../storage/blobstore.js";
-import { checkpointManifestKey, contentAddress, latestCheckpointKey } from "../storage/keys.js";
+import { BlobNotFound, isStoreError } from "../storage/blobstore.js";
+import { checkpointManifestKey, checkpointsPrefix, contentAddress, latestCheckpointKey, parseCheckpointManifestKey } from "../storage/keys.js";
 import { blobMismatch, invalidInput } from "./errors.js";
 import { isCount, isObject, secondsSince, utf8, type ActivityKit } from "./ports.js";
 
@@ -50,19 +52,58 @@ export function checkpointActivities(kit: ActivityKit) {
       const format = isObject(doc) ? JSON.stringify(doc.format) : "none";
       throw invalidInput(`"${manifestKey}" is not a ${CHECKPOINT_FORMAT} manifest (format ${format})`, fix);
     }
+    let m: Record<string, unknown> = doc;
+    checkManifestFields(manifestKey, m);
+    let fallback: LoadCheckpointOutput["fallback"];
+    try {
+      // Read the blobs the checkpoint names, whatever the workers' caches hold: a resume from a
+      // damaged checkpoint must not train on from cached tensors.
+      for (const k of [m.paramsKey as string, m.optimKey as string]) await verifyStateBlob(k);
+    } catch (e) {
+      // Parameters and optimizer state cannot be recomputed from the round: go back to the newest
+      // earlier checkpoint of the run whose blobs verify. Every iteration derives from the seed, so
+      // the run reaches the same parameters, only later.
+      if (!unusableBlob(e)) throw e;
+      const earlier = await earlierGoodCheckpoint(m.runId as string, m.iteration as number);
+      if (!earlier) throw e;
+      fallback = { from: manifestKey, manifestKey: earlier.manifestKey, reason: (e as Error).message };
+      log("loadCheckpoint: checkpoint unusable, falling back to an earlier one", { ...fallback, iteration: earlier.doc.iteration });
+      m = earlier.doc;
+    }
+    const fromCheckpoint = parseRunConfig(m.config);
+    // The config to go on with (the requested one, else the checkpoint's), checked against what the checkpoint ties down.
+    const config = requested == null ? fromCheckpoint : parseRunConfig(requested);
+    const problems = resumeIncompatibilities(fromCheckpoint, config, m.iteration as number);
+    return { ...(m as unknown as CheckpointManifest), config: fromCheckpoint, resume: { config, problems }, ...(fallback ? { fallback } : {}) };
+  }
+
+  function checkManifestFields(manifestKey: string, doc: Record<string, unknown>): void {
     const bad: string[] = ["runId", "paramsKey", "optimKey", "createdAt"].filter((f) => typeof doc[f] !== "string");
     if (!isCount(doc.iteration)) bad.push("iteration");
     if (typeof doc.metaLr !== "number") bad.push("metaLr");
     if (!isObject(doc.metrics)) bad.push("metrics");
     if (bad.length) throw blobMismatch(manifestKey, `is a checkpoint manifest with missing or invalid fields: ${bad.join(", ")}`);
-    // Read the blobs the checkpoint names, whatever the workers' caches hold: a resume from a
-    // damaged checkpoint must fail here, at once, rather than train on from cached tensors.
-    for (const k of [doc.paramsKey as string, doc.optimKey as string]) await verifyStateBlob(k);
-    const fromCheckpoint = parseRunConfig(doc.config);
-    // The config to go on with (the requested one, else the checkpoint's), checked against what the checkpoint ties down.
-    const config = requested == null ? fromCheckpoint : parseRunConfig(requested);
-    const problems = resumeIncompatibilities(fromCheckpoint, config, doc.iteration as number);
-    return { ...(doc as unknown as CheckpointManifest), config: fromCheckpoint, resume: { config, problems } };
+  }
+
+  /** The newest checkpoint of `runId` before `iteration` whose manifest and blobs all verify. */
+  async function earlierGoodCheckpoint(runId: string, iteration: number): Promise<{ manifestKey: string; doc: Record<string, unknown> } | undefined> {
+    const keys = (await store.list(checkpointsPrefix(runId)))
+      .map((k) => ({ k, it: parseCheckpointManifestKey(k)?.iteration }))
+      .filter((x): x is { k: string; it: number } => x.it !== undefined && x.it < iteration)
+      .sort((a, b) => b.it - a.it);
+    for (const { k } of keys) {
+      try {
+        const doc = await readJson(k);
+        if (!isObject(doc) || doc.format !== CHECKPOINT_FORMAT) continue;
+        checkManifestFields(k, doc);
+        for (const b of [doc.paramsKey as string, doc.optimKey as string]) await verifyStateBlob(b);
+        return { manifestKey: k, doc };
+      } catch (e) {
+        if (!unusableBlob(e)) throw e;
+        log("loadCheckpoint: earlier checkpoint unusable too", { manifestKey: k, reason: (e as Error).message });
+      }
+    }
+    return undefined;
   }
 
   /** A content-addressed state blob: the store's checksum, the tensor format's CRC, the address. */
@@ -75,4 +116,10 @@ export function checkpointActivities(kit: ActivityKit) {
     }
   }
   return { writeCheckpoint, loadCheckpoint };
+}
+
+/** A blob that is missing or fails verification (not a transient store error, not a bad config). */
+function unusableBlob(e: unknown): boolean {
+  if (isStoreError(e)) return e.code === "BLOB_NOT_FOUND" || e.code === "BLOB_CORRUPT";
+  return e instanceof CorruptBlobError || (e instanceof ApplicationFailure && e.type === ErrorTypes.BlobCorrupt);
 }

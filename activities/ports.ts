@@ -121,10 +121,14 @@ export function activityKit(deps: ActivityDeps) {
     onLookup: (hit) => metrics.observeParamsCache(hit),
   });
 
-  /** Write under a content address; an existing blob already holds these bytes (retries are no-ops). */
+  /**
+   * Write under a content address. Always written, even when the key exists: a blob there may be
+   * damaged (a run resumed from an earlier checkpoint recomputes the same bytes and so heals it),
+   * and rewriting the same bytes atomically is harmless to readers and to retries.
+   */
   async function putContentAddressed(keyOf: (runId: string, sha: string) => string, runId: string, bytes: Uint8Array): Promise<string> {
     const key = keyOf(runId, contentAddress(bytes));
-    if (!(await store.exists(key))) await store.put(key, bytes);
+    await store.put(key, bytes);
     return key;
   }
 

@@ -133,6 +133,18 @@ export interface LoadCheckpointOutput extends CheckpointManifest {
     /** Why the checkpoint cannot continue under it; empty when it can. */
     problems: string[];
   };
+  /**
+   * Set when the checkpoint asked for had parameters or optimizer state that are missing or fail
+   * verification: this output is then the newest earlier checkpoint of the run that verifies.
+   */
+  fallback?: {
+    /** The manifest asked for. */
+    from: string;
+    /** The manifest loaded instead. */
+    manifestKey: string;
+    /** What was wrong with the one asked for. */
+    reason: string;
+  };
 }
 
 /**

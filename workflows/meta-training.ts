@@ -385,9 +385,12 @@ async function metaTraining(input: MetaTrainingInput): Promise<MetaTrainingResul
         paused,
         latest: manifest.metrics.latest,
         evaluation: manifest.metrics.evaluation,
-        lastCheckpointKey: resumeFrom,
+        lastCheckpointKey: manifest.fallback?.manifestKey ?? resumeFrom,
       };
-      log.info("resuming from checkpoint", { runId, resumeFrom, iteration: manifest.iteration });
+      if (manifest.fallback) {
+        log.warn("checkpoint unusable: resuming from the previous good checkpoint", { runId, resumeFrom, ...manifest.fallback, iteration: manifest.iteration });
+      }
+      log.info("resuming from checkpoint", { runId, resumeFrom: manifest.fallback?.manifestKey ?? resumeFrom, iteration: manifest.iteration });
     } else {
       const cfg = config!;
       let keys;

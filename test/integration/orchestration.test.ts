@@ -1045,6 +1045,29 @@ describe("meta-training orchestration on Temporal and S3", { skip: skipUnlessTem
     }
   }));
 
+  test("(h4) resuming from a checkpoint whose parameters fail verification goes back to the previous good checkpoint, logs it, and completes bit-identical", { timeout: 8 * MINUTE }, withLogs(async () => {
+    const runId = "fallback";
+    const input: RunConfigInput = { ...BASE, iterations: 9, checkpointEvery: 3, evalEvery: 0, seed: 95 };
+    const cfg = parseRunConfig(input);
+    await runToEnd(runId, input);
+    // Damage the parameters of the checkpoint at 6 (at rest, one bit); the one at 3 stays good.
+    const manifest = JSON.parse(text(await store.get(checkpointManifestKey(runId, 6)))) as CheckpointManifest;
+    const path = join(s3.dataDir, s3.bucket, STORE_PREFIX, manifest.paramsKey);
+    const bytes = readFileSync(path);
+    bytes[bytes.length >> 1]! ^= 0x04;
+    writeFileSync(path, bytes);
+    await start(`${runId}-resumed`, { runId, config: undefined, resumeFrom: checkpointManifestKey(runId, 6) });
+    const r = await result(`${runId}-resumed`);
+    assert.equal(r.iteration, 9);
+    // From 3, iterations 3–8 again: the same parameters, and the damaged blob rewritten on the way.
+    assertBitIdentical(await storedParams(r.paramsKey), await reference(cfg), `${runId} resumed final parameters`);
+    // The outer step of iteration 5 wrote the same bytes again under the content address it had damaged.
+    assert.ok(Object.keys(await storedParams(manifest.paramsKey)).length > 0, "the parameters of iteration 6 read again");
+    const coordinatorLogs = pool.workers.filter((w) => w.role === "coordinator").map((w) => w.log()).join("\n");
+    assert.match(coordinatorLogs, /checkpoint unusable: resuming from the previous good checkpoint/);
+    assert.match(coordinatorLogs, /00000003\/manifest\.json/);
+  }));
+
   test("(e) a gpu worker started mid-run takes shards without restarting anything", { timeout: 10 * MINUTE }, withLogs(async () => {
     for (const w of pool.alive("gpu").slice(1)) await w.kill("SIGTERM");
     assert.equal(pool.alive("gpu").length, 1);

@@ -373,6 +373,36 @@ describe("checkpoints", () => {
     assert.deepEqual(await acts.loadCheckpoint({ key: latestCheckpointKey("ckpt") }), expected);
   });
 
+  test("a checkpoint whose parameters fail verification falls back to the newest earlier one that verifies; with none, BlobCorrupt", async () => {
+    const logs: string[] = [];
+    const acts = activities({ log: (msg) => logs.push(msg) });
+    const k1 = await acts.initRun({ runId: "fb", config: small });
+    const k2 = await acts.initRun({ runId: "fb", config: { ...small, seed: small.seed + 1 } }); // other parameters, so another key
+    assert.notEqual(k1.paramsKey, k2.paramsKey);
+    const base = { runId: "fb", config: small, metaLr: 0.001, metrics: {} };
+    await acts.writeCheckpoint({ manifest: { ...base, iteration: 1, ...k1 } });
+    await acts.writeCheckpoint({ manifest: { ...base, iteration: 2, ...k2 } });
+    const flip = (key: string) => {
+      const bytes = readFileSync(store.pathOf(key));
+      bytes[bytes.length >> 1]! ^= 0x01;
+      writeFileSync(store.pathOf(key), bytes);
+    };
+    flip(k2.paramsKey);
+    const out = await acts.loadCheckpoint({ key: latestCheckpointKey("fb") });
+    assert.equal(out.iteration, 1);
+    assert.equal(out.paramsKey, k1.paramsKey);
+    assert.equal(out.fallback?.from, checkpointManifestKey("fb", 2));
+    assert.equal(out.fallback?.manifestKey, checkpointManifestKey("fb", 1));
+    assert.match(out.fallback?.reason ?? "", /SHA-256 mismatch/);
+    assert.deepEqual(out.resume.problems, []);
+    assert.ok(logs.includes("loadCheckpoint: checkpoint unusable, falling back to an earlier one"));
+    // A healthy checkpoint loads as itself, with no fallback.
+    assert.equal((await acts.loadCheckpoint({ key: checkpointManifestKey("fb", 1) })).fallback, undefined);
+    // Nothing earlier verifies either: the first error, naming the checkpoint asked for.
+    flip(k1.paramsKey);
+    await assert.rejects(acts.loadCheckpoint({ key: latestCheckpointKey("fb") }), (e) => isFailure("BlobCorrupt", true)(e) && (e as Error).message.includes(k2.paramsKey));
+  });
+
   test("bad checkpoint keys and manifests are refused with the right types", async () => {
     const acts = activities();
     const keys = await acts.initRun({ runId: "ckpt", config: small });
