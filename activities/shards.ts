@@ -2,7 +2,7 @@
 import { setImmediate as yieldToEventLoop } from "node:timers/promises";
 import { ApplicationFailure, CancelledFailure } from "@temporalio/activity";
 import type { RunShardInput, RunShardOutput, TaskMetricsSummary } from "../contracts/activities.js";
-import { meanOf, type TaskMetrics } from "../meta/algorithms/types.js";
+import { meanOf, shardBlobMap, type TaskMetrics } from "../meta/algorithms/types.js";
 import { allFinite, dispose, serializeParams, type Params } from "../meta/params.js";
 import { parseRunConfig, type RunConfig } from "../meta/run-config.js";
 import { shardKey } from "../storage/keys.js";
@@ -90,6 +90,7 @@ export function runShardActivity(kit: ActivityKit) {
     if (ctx.signal.aborted) throw cancellation(ctx.signal);
     const lease = await cache.acquire(input.paramsKey);
     let sum: Params | undefined;
+    let data: Params | undefined;
     try {
       // Task content is a pure function of (seed, iteration, index): a retry recomputes the same shard.
       const tasks = Array.from({ length: taskEnd - taskStart }, (_, j) => setup.train.task(config.seed, "train", iteration, taskStart + j));
@@ -123,17 +124,18 @@ export function runShardActivity(kit: ActivityKit) {
         },
       });
       sum = result.sum;
+      data = result.data;
       const summary = summarize(result.metrics);
       if (!summaryFinite(summary) || !allFinite(sum)) {
         throw nonFiniteLoss(`shard ${shardIndex} of iteration ${iteration} (tasks ${taskStart}–${taskEnd - 1})`);
       }
       // Fixed key: a retried attempt overwrites the same blob with the same bytes.
-      await store.put(key, serializeParams(sum, { runId, iteration, shardIndex, taskStart, taskEnd }));
+      await store.put(key, serializeParams(shardBlobMap({ sum, data }), { runId, iteration, shardIndex, taskStart, taskEnd }));
       const seconds = secondsSince(started);
       log("runShard", { runId, iteration, shardIndex, tasks: tasks.length, seconds, postLoss: summary.postLoss });
       return { resultKey: key, metrics: summary, backend, seconds };
     } finally {
-      dispose(sum);
+      dispose(sum, data);
       lease.release();
     }
   }

@@ -3,6 +3,7 @@
 import { ApplicationFailure } from "@temporalio/activity";
 import type { InitRunInput, OuterStepInput, StateKeys, UnusableShard } from "../contracts/activities.js";
 import { ErrorTypes } from "../contracts/errors.js";
+import { splitShardBlobMap } from "../meta/algorithms/types.js";
 import { serializeState } from "../meta/optimizers.js";
 import { allFinite, dispose, serializeParams, sumInOrder, type Params } from "../meta/params.js";
 import { initialParams, parseRunConfig } from "../meta/run-config.js";
@@ -88,12 +89,14 @@ export function outerStepActivity(kit: ActivityKit) {
       if (state.kind !== optimizer.kind) {
         throw blobMismatch(input.optimKey, `holds ${state.kind} optimizer state but algorithm ${config.algorithm} uses ${optimizer.kind}`);
       }
-      total = sumInOrder(shards);
+      const parts = shards.map(splitShardBlobMap);
+      const shardData = parts.flatMap((p) => (p.data ? [p.data] : []));
+      total = sumInOrder(parts.map((p) => p.sum));
       if (!allFinite(total)) throw nonFiniteLoss(`the shards of iteration ${iteration}`);
       // The base rate (the config's or a signalled one); a schedule such as Reptile's is the optimizer's own.
       const base = input.metaLr ?? config.metaLr;
       const lr = optimizer.stepSize(state, base);
-      const out = optimizer.apply(lease.params, total, taskCount, state, { metaLr: base });
+      const out = optimizer.apply(lease.params, total, taskCount, state, { metaLr: base, ...(shardData.length ? { shardData } : {}) });
       next = out.params;
       if (!allFinite(next)) throw nonFiniteLoss(`the outer step of iteration ${iteration}`);
       const pKey = await putContentAddressed(paramsKey, runId, serializeParams(next, paramsMeta(config)));

@@ -11,6 +11,9 @@ export interface ExampleTensors {
 }
 
 export function toTensors(ex: Examples, kind: TaskKind, outputs: number): ExampleTensors {
+  // An rl task has no examples: its learner simulates rollouts (meta/rl/). Say so rather than
+  // building one-hot "labels" from nothing.
+  if (kind === "rl") throw new Error("rl tasks have no support or query examples: their learner rolls out the task's environment (meta/rl/rollouts.ts)");
   const x = tf.tensor(ex.x, ex.xShape, "float32");
   const n = ex.xShape[0]!;
   if (kind === "regression") return { x, y: tf.tensor(ex.y as Float32Array, [n, outputs], "float32") };
@@ -45,6 +48,7 @@ export function taskLoss(kind: TaskKind, outputs: tf.Tensor, targets: tf.Tensor)
 
 /** Mean loss per task: a scalar for [n, k] outputs, a [T] vector for [T, n, k] outputs. */
 export function taskLosses(kind: TaskKind, outputs: tf.Tensor, targets: tf.Tensor): tf.Tensor {
+  if (kind === "rl") throw new Error("rl tasks have no supervised loss: their learner's objective is the policy-gradient surrogate (meta/rl/vpg.ts)");
   const perExample =
     kind === "regression"
       ? tf.mean(tf.squaredDifference(outputs, targets), -1)

@@ -33,6 +33,16 @@ export interface AdamOptions {
   clipNorm?: { max: number; groups?: readonly string[] };
 }
 
+/** What an outer step is given besides the shard sums. */
+export interface OuterStepOptions {
+  metaLr: number;
+  /**
+   * Each shard's `ShardResult.data`, in shard order, for outer steps that need more than a sum
+   * (MAML-RL's TRPO reads the tasks' trajectories); absent for learners whose shards return none.
+   */
+  shardData?: readonly Params[];
+}
+
 /**
  * One outer step. `sum` is the sum over `count` tasks of what each contributed (meta-gradients,
  * deltas); the step uses their mean. `metaLr` is the run's base rate (the config's, or one set by
@@ -42,7 +52,7 @@ export interface AdamOptions {
 export interface OuterOptimizer {
   readonly kind: string;
   initialState(params: Params): OuterState;
-  apply(params: Params, sum: Params, count: number, state: OuterState, opts: { metaLr: number }): { params: Params; state: OuterState };
+  apply(params: Params, sum: Params, count: number, state: OuterState, opts: OuterStepOptions): { params: Params; state: OuterState };
   /** The step size the next `apply` would use at `state` (for logs and metrics). */
   stepSize(state: OuterState, metaLr: number): number;
 }

@@ -57,20 +57,22 @@ export class LocalMetaTrainer {
     const it = this.iteration;
     const tasks = iterationTasks(this.run.setup.train, this.config.seed, it, this.config.metaBatchSize);
     const sums: Params[] = [];
+    const data: Params[] = [];
     const metrics: TaskMetrics[] = [];
     try {
       for (const { start, end } of shardRanges(tasks.length, this.config.shardSize)) {
         const r = await this.runner.runShard(this.params, tasks.slice(start, end));
         sums.push(r.sum);
+        if (r.data) data.push(r.data);
         metrics.push(...r.metrics);
       }
       const total = sumInOrder(sums);
-      const next = this.optimizer.apply(this.params, total, tasks.length, this.state, { metaLr });
+      const next = this.optimizer.apply(this.params, total, tasks.length, this.state, { metaLr, ...(data.length ? { shardData: data } : {}) });
       dispose(total, this.params);
       this.params = next.params;
       this.state = next.state;
     } finally {
-      dispose(...sums);
+      dispose(...sums, ...data);
     }
     this.iteration = it + 1;
     return { iteration: it, metrics };

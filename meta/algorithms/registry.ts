@@ -6,6 +6,7 @@ import type { Learner, Preset } from "./learner.js";
 import { lstmMetaLearner } from "./lstm-meta-learner.js";
 import { maml } from "./maml.js";
 import { mann } from "./mann.js";
+import { mamlRl } from "./maml-rl.js";
 import { matching } from "./matching.js";
 import { metaSgd } from "./meta-sgd.js";
 import { metanet } from "./metanet.js";
@@ -27,6 +28,7 @@ export const LEARNERS: readonly Learner<any>[] = [
   mann,
   lstmMetaLearner,
   metanet,
+  mamlRl,
 ];
 
 /** The learner named `name`, or undefined. */

@@ -13,6 +13,12 @@ export interface ShardResult {
   sum: Params;
   /** One entry per task, in task order. */
   metrics: TaskMetrics[];
+  /**
+   * Tensors the learner's outer step reads besides the sum, never summed (MAML-RL with TRPO: each
+   * task's trajectories), named by the learner. They travel in the shard's result blob; the caller
+   * owns and disposes them.
+   */
+  data?: Params;
 }
 
 export interface ShardHooks {
@@ -29,4 +35,25 @@ export interface ShardHooks {
 export function meanOf(ms: readonly TaskMetrics[], key: keyof TaskMetrics): number {
   const xs = ms.map((m) => m[key]).filter((x): x is number => typeof x === "number");
   return xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : NaN;
+}
+
+/** Where a shard's `data` tensors sit in its result blob, beside the sum's (model parameter names never start with it). */
+export const SHARD_DATA_PREFIX = "shard-data/";
+
+/** A shard result as one map for its blob: the sum's tensors and the data's under SHARD_DATA_PREFIX (the same tensors, not copies). */
+export function shardBlobMap(r: { sum: Params; data?: Params }): Params {
+  const out: Params = { ...r.sum };
+  for (const [k, t] of Object.entries(r.data ?? {})) out[SHARD_DATA_PREFIX + k] = t;
+  return out;
+}
+
+/** Inverse of shardBlobMap: the sum's tensors and the data's (undefined when the shard sent none). */
+export function splitShardBlobMap(m: Params): { sum: Params; data?: Params } {
+  const sum: Params = {};
+  const data: Params = {};
+  for (const [k, t] of Object.entries(m)) {
+    if (k.startsWith(SHARD_DATA_PREFIX)) data[k.slice(SHARD_DATA_PREFIX.length)] = t;
+    else sum[k] = t;
+  }
+  return Object.keys(data).length ? { sum, data } : { sum };
 }

@@ -13,8 +13,10 @@ export interface Examples {
  * `regression` and `classification`: adapt on `support`, evaluate on `query`. `sequence`: one
  * episode as a sequence of steps (meta/tasks/sequence.ts): `query` holds the steps in order (each
  * input carries the previous step's label), `support` is empty; learners of other kinds refuse it.
+ * `rl`: a goal of an environment (meta/envs/); the learner simulates its own rollouts from the task's
+ * `goal` and `seed`, `support` and `query` are empty; it has no examples to turn into tensors.
  */
-export type TaskKind = "regression" | "classification" | "sequence";
+export type TaskKind = "regression" | "classification" | "sequence" | "rl";
 
 /** One few-shot task: adapt on `support`, evaluate on `query`. */
 export interface Task {
@@ -25,6 +27,11 @@ export interface Task {
    * from the same (seed, split, iteration, taskIndex) as the task itself.
    */
   seed: number;
+  /**
+   * `rl` tasks only: the environment's task parameters (point-2d: the goal position), drawn by the
+   * family from the same (seed, split, iteration, taskIndex). Rollouts draw their noise from `seed`.
+   */
+  goal?: Float64Array;
 }
 
 /** Which pool of classes or functions a task is drawn from. */
@@ -38,6 +45,8 @@ export interface TaskFamily {
   readonly inputShape: number[];
   /** Output units: 1 for sinusoid regression, `ways` for N-way classification. */
   readonly outputs: number;
+  /** `rl` families only: the environment whose goals the tasks are (inputs: its observation, outputs: its action). */
+  readonly env?: import("../envs/types.js").Environment;
   task(seed: number, split: TaskSplit, iteration: number, taskIndex: number): Task;
 }
 

@@ -712,6 +712,20 @@ describe("meta-training orchestration on Temporal and S3", { skip: skipUnlessTem
     for (const [name, input] of inputs) await runToEnd(`${name}-2-workers`, input);
   }));
 
+  /** MAML-RL on point-2d with a small policy: the shards return trajectories for TRPO beside their sums. */
+  const RL: RunConfigInput = { ...BASE, algorithm: "maml-rl", "maml-rl": { trajectories: 6, cgIterations: 3, maxBacktracks: 5 }, task: { family: "point-2d", actionScale: 0.1 }, model: { kind: "gaussian-mlp", hidden: [16, 16] }, innerSteps: 1, innerLr: 0.1, metaBatchSize: 4, shardSize: 2, evalEvery: 0, evalTasks: 4 };
+
+  test("(a6) MAML-RL (rollouts simulated on the gpu workers) with TRPO on the coordinator and with Adam, on one gpu worker and on two: bit-identical to the in-process run", { timeout: 10 * MINUTE }, withLogs(async () => {
+    const inputs: [string, RunConfigInput][] = [
+      ["maml-rl-trpo", { ...RL, iterations: 3, checkpointEvery: 2, continueAsNewEvery: 2 }],
+      ["maml-rl-adam", { ...RL, "maml-rl": { outer: "vpg-adam", trajectories: 6 }, metaLr: 0.01, iterations: 3, checkpointEvery: 2 }],
+    ];
+    for (const w of pool.alive("gpu").slice(1)) await w.kill("SIGTERM");
+    for (const [name, input] of inputs) await runToEnd(`${name}-1-worker`, input);
+    await pool.ensure("gpu", 2);
+    for (const [name, input] of inputs) await runToEnd(`${name}-2-workers`, input);
+  }));
+
   test("(a') the recorded histories replay deterministically against the workflow code", { timeout: 5 * MINUTE }, withLogs(async () => {
     assert.ok(completedWorkflowIds.length > 0, "needs the runs of (a)");
     const histories = [];
@@ -818,6 +832,22 @@ describe("meta-training orchestration on Temporal and S3", { skip: skipUnlessTem
     const stored = await storedParams(r.paramsKey);
     assert.ok(Object.keys(stored).some((k) => k.startsWith("learner/lr/")), "the stored meta-parameters include α");
     assertBitIdentical(stored, await reference(cfg), `${runId} final θ and α`);
+    await pool.ensure("gpu", 2);
+  }));
+
+  test("(b5) MAML-RL with TRPO: SIGKILL of a gpu worker mid-shard, the shard's rollouts are sampled again, bit-identical", { timeout: 10 * MINUTE }, withLogs(async () => {
+    const runId = "crash-gpu-maml-rl";
+    // 20 trajectories of a 32-32 policy: shards of a second or more, so the kill lands inside one.
+    const input: RunConfigInput = { ...RL, "maml-rl": { trajectories: 20, cgIterations: 2, maxBacktracks: 3 }, model: { kind: "gaussian-mlp", hidden: [32, 32] }, iterations: 6, seed: 24 };
+    const cfg = parseRunConfig(input);
+    void reference(cfg);
+    await start(runId, { runId, config: input });
+    await waitProgress(runId, (p) => p.iteration >= 1, "iteration 1");
+    const victim = await killGpuWorkerMidShard(runId, (id) => stillPending(runId, id));
+    console.log(`# killed gpu worker ${victim.name} (pid ${victim.pid}) during a MAML-RL shard of iteration ~${(await progress(runId))?.iteration}`);
+    const r = await result(runId);
+    assert.equal(r.iteration, 6);
+    assertBitIdentical(await storedParams(r.paramsKey), await reference(cfg), `${runId} final parameters`);
     await pool.ensure("gpu", 2);
   }));
 
