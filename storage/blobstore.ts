@@ -14,6 +14,14 @@ import type { S3StoreOptions } from "./s3-store.js";
 export interface PutOptions {
   /** MIME type recorded with the blob where the store keeps one (S3). Default "application/octet-stream". */
   contentType?: string;
+  /**
+   * The blob can be recomputed bit-identically from what is already durable (a shard result is a
+   * pure function of seed, iteration and shard), so a store may skip what makes a write survive a
+   * power loss (the filesystem store's fsyncs). It stays atomic: a reader sees the old bytes or the
+   * new ones, and a torn or lost blob fails verification or is missing, which the workflow heals by
+   * rerunning the shard. Default false.
+   */
+  recomputable?: boolean;
 }
 
 /**

@@ -208,6 +208,28 @@ describe("fs store", () => {
     assert.equal(onDisk.length, ENVELOPE_HEADER_BYTES + bytes.length);
   });
 
+  test("a durable put fsyncs the file and its directory; a recomputable put fsyncs neither and reads back the same", async () => {
+    let syncs = 0;
+    const counting = new FsBlobStore({
+      root,
+      fs: {
+        ...fsp,
+        open: (async (...args: Parameters<typeof fsp.open>) => {
+          const fh = await fsp.open(...args);
+          const sync = fh.sync.bind(fh);
+          fh.sync = async () => { syncs++; return sync(); };
+          return fh;
+        }) as typeof fsp.open,
+      },
+    });
+    await counting.put("runs/r1/params/p.mtt", tensorBlob(2));
+    assert.equal(syncs, 2, "the temp file, then the directory after the rename");
+    syncs = 0;
+    await counting.put("runs/r1/shards/s.mtt", tensorBlob(3), { recomputable: true });
+    assert.equal(syncs, 0);
+    assert.deepEqual(await counting.get("runs/r1/shards/s.mtt"), tensorBlob(3));
+  });
+
   test("empty blobs and overwrites round-trip", async () => {
     await store.put("k/empty", new Uint8Array(0));
     assert.equal((await store.get("k/empty")).length, 0);
