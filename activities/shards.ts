@@ -9,7 +9,7 @@ import { shardKey } from "../storage/keys.js";
 import { cancellation, invalidInput, nonFiniteLoss, toActivityFailure } from "./errors.js";
 import { isCount, isObject, secondsSince, type ActivityContext, type ActivityKit } from "./ports.js";
 
-/** Sleep `ms` in slices of at most 1 s, heartbeating and stopping at once on cancellation. */
+/** Sleep `ms` in slices of at most 1 s, offering a heartbeat after each and stopping at once on cancellation. */
 async function simulateCompute(ms: number, ctx: ActivityContext, beat: (d: Record<string, unknown>) => void): Promise<void> {
   const end = performance.now() + ms;
   while (performance.now() < end) {
@@ -94,7 +94,11 @@ export function runShardActivity(kit: ActivityKit) {
     try {
       // Task content is a pure function of (seed, iteration, index): a retry recomputes the same shard.
       const tasks = Array.from({ length: taskEnd - taskStart }, (_, j) => setup.train.task(config.seed, "train", iteration, taskStart + j));
-      let lastBeat = -Infinity;
+      // The first heartbeat goes out one interval in, not at once: Temporal needs none from a shard
+      // that ends before its heartbeat timeout, and each costs a round trip to the server (a whole
+      // shard of a small model is a few milliseconds). Cancellation is still seen between steps
+      // through the signal, whatever the heartbeats.
+      let lastBeat = performance.now();
       let simulatedDone = 0;
       // Inner-loop timing: each afterTask closes the tasks done since the previous one (one task,
       // or a whole batch when tasks run batched over a task axis).
@@ -105,18 +109,21 @@ export function runShardActivity(kit: ActivityKit) {
         ctx.heartbeat({ iteration, shardIndex, ...details });
         lastBeat = performance.now();
       };
+      const maybeBeat = (details: Record<string, unknown>) => {
+        if (performance.now() - lastBeat >= heartbeatIntervalMs) beat(details);
+      };
       const result = await runner.runShard(lease.params, tasks, {
         onInnerStep: (taskOffset, step) => {
           // Throwing here aborts the shard; the algorithm frees its tensors before the error surfaces.
           if (ctx.signal.aborted) throw cancellation(ctx.signal);
-          if (performance.now() - lastBeat >= heartbeatIntervalMs) beat({ task: taskStart + taskOffset, step });
+          maybeBeat({ task: taskStart + taskOffset, step });
         },
         afterTask: async (done) => {
-          if (simulatedTaskMs > 0) await simulateCompute((done - simulatedDone) * simulatedTaskMs, ctx, beat);
+          if (simulatedTaskMs > 0) await simulateCompute((done - simulatedDone) * simulatedTaskMs, ctx, maybeBeat);
           simulatedDone = done;
           metrics.observeTask({ algorithm: config.algorithm, backend, seconds: secondsSince(taskStarted), innerSteps: config.innerSteps, tasks: done - timedDone });
           timedDone = done;
-          beat({ tasksDone: done });
+          maybeBeat({ tasksDone: done });
           // Let queued heartbeats go out and a cancellation request come in between tasks.
           await yieldToEventLoop();
           if (ctx.signal.aborted) throw cancellation(ctx.signal);
@@ -129,8 +136,10 @@ export function runShardActivity(kit: ActivityKit) {
       if (!summaryFinite(summary) || !allFinite(sum)) {
         throw nonFiniteLoss(`shard ${shardIndex} of iteration ${iteration} (tasks ${taskStart}–${taskEnd - 1})`);
       }
-      // Fixed key: a retried attempt overwrites the same blob with the same bytes.
-      await store.put(key, serializeParams(shardBlobMap({ sum, data }), { runId, iteration, shardIndex, taskStart, taskEnd }));
+      // Fixed key: a retried attempt overwrites the same blob with the same bytes. Recomputable: the
+      // result is a pure function of (seed, iteration, shard), so a result lost to a crash is rerun
+      // by the workflow (ShardResultUnusable) rather than paid for with an fsync on every shard.
+      await store.put(key, serializeParams(shardBlobMap({ sum, data }), { runId, iteration, shardIndex, taskStart, taskEnd }), { recomputable: true });
       const seconds = secondsSince(started);
       log("runShard", { runId, iteration, shardIndex, tasks: tasks.length, seconds, postLoss: summary.postLoss });
       return { resultKey: key, metrics: summary, backend, seconds };
