@@ -33,7 +33,7 @@ export class BuildCache {
 
   get(config: RunConfig): Built {
     // Everything but the seed, timeouts and bookkeeping may shape the objects built.
-    const { seed: _s, timeouts: _t, failurePolicy: _f, checkpointEvery: _c, evalEvery: _e, continueAsNewEvery: _n, ...shaping } = config;
+    const { seed: _s, timeouts: _t, failurePolicy: _f, checkpointEvery: _c, evalEvery: _e, continueAsNewEvery: _n, localOuterStep: _l, ...shaping } = config;
     const key = JSON.stringify(shaping);
     const hit = this.entries.get(key);
     if (hit) return hit;

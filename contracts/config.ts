@@ -44,6 +44,12 @@ export const commonConfigShape = {
   evalTasks: int(1, 100_000).default(100).describe("Held-out tasks per evaluation."),
   evalSteps: int(0, 10_000).default(10).describe("Test-time inner steps (papers test with more steps than they train with)."),
   continueAsNewEvery: int(1, 10_000).default(100).describe("Continue-as-new every N iterations, to keep workflow history small."),
+  localOuterStep: z
+    .boolean()
+    .default(true)
+    .describe(
+      "Run the outer step and checkpoint writes as local activities in the coordinator process that runs the workflow (saves a task-queue round trip and a workflow task per iteration). false: ordinary activities on the coordinator queue, which any coordinator may pick up.",
+    ),
   failurePolicy: FailurePolicySchema.prefault({}),
   timeouts: TimeoutsSchema.prefault({}),
 };

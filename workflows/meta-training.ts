@@ -16,7 +16,9 @@ import {
   defineUpdate,
   isCancellation,
   log,
+  patched,
   proxyActivities,
+  proxyLocalActivities,
   proxySinks,
   setHandler,
   workflowInfo,
@@ -277,7 +279,20 @@ function activityProxies(config: RunConfig) {
     }),
     evaluation: proxyActivities<MetaTrainingActivities>({ ...coordinator, taskQueue: TASK_QUEUES.gpu }),
     coordinator: proxyActivities<MetaTrainingActivities>(coordinator),
+    // The same coordinator activities run in this worker's own process: no task-queue round trip
+    // and no extra workflow task per call. They are idempotent (content-addressed parameters, fixed
+    // checkpoint keys), so one rerun after a coordinator crash — a local activity leaves no record
+    // in the history until it completes — writes the same bytes.
+    local: proxyLocalActivities<MetaTrainingActivities>({ startToCloseTimeout: coordinator.startToCloseTimeout!, retry }),
   };
+}
+
+/**
+ * The per-iteration coordinator steps (outer step, checkpoint): local activities when the config
+ * asks for them, except in a history begun before they existed (`patched` keeps its replay intact).
+ */
+function iterationProxies(config: RunConfig, acts: ReturnType<typeof activityProxies>): MetaTrainingActivities {
+  return config.localOuterStep && patched("local-outer-step") ? acts.local : acts.coordinator;
 }
 
 /**
@@ -406,6 +421,7 @@ async function metaTraining(input: MetaTrainingInput): Promise<MetaTrainingResul
   const cfg: RunConfig = config!;
   const s: MetaTrainingState = state;
   const acts = activityProxies(cfg);
+  const perIteration = iterationProxies(cfg, acts);
   const startIteration = s.iteration;
   const shardCount = shardPlan(cfg).length;
 
@@ -429,7 +445,7 @@ async function metaTraining(input: MetaTrainingInput): Promise<MetaTrainingResul
     const { manifestKey } = await step(
       `writing the checkpoint of iteration ${s.iteration}`,
       () =>
-        acts.coordinator.writeCheckpoint({
+        perIteration.writeCheckpoint({
           manifest: {
             runId,
             iteration: s.iteration,
@@ -553,7 +569,7 @@ async function metaTraining(input: MetaTrainingInput): Promise<MetaTrainingResul
     const name = `outer step of iteration ${iteration}`;
     for (let recomputes = 0; ; recomputes++) {
       try {
-        return await acts.coordinator.outerStep({
+        return await perIteration.outerStep({
           runId,
           config: cfg,
           iteration,
