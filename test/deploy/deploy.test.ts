@@ -387,7 +387,7 @@ test("environment variables: every name the deployment sets is read by the code;
   }
 });
 
-test("Temporal: the KEDA trigger watches the code's gpu task queue (activity tasks) in the workers' namespace", async (t) => {
+test("Temporal: the KEDA trigger watches the code's gpu task queue (activity tasks) and counts running runs on the coordinator queue, in the workers' namespace", async (t) => {
   if (!needValidators(t)) return;
   const queues = await facts.taskQueues();
   t.diagnostic(`task queues from ${queues.source}`);
@@ -400,6 +400,9 @@ test("Temporal: the KEDA trigger watches the code's gpu task queue (activity tas
     const m = trig[0]!.metadata as Obj;
     assert.equal(m.taskQueue, queues.value.gpu, `${overlay}: taskQueue`);
     assert.equal(m.queueTypes, "activity", `${overlay}: the gpu queue carries activity tasks only`);
+    // A run between rounds has an empty gpu backlog: its running workflow on the coordinator queue counts instead.
+    assert.equal(m.includeRunningWorkflowCount, "true", `${overlay}: running runs keep their workers`);
+    assert.equal(m.workflowTaskQueueForCount, queues.value.coordinator, `${overlay}: running workflows counted on the coordinator queue`);
     assert.equal(m.namespace, find(docs, "ConfigMap", K8S.configMap).data.TEMPORAL_NAMESPACE, `${overlay}: trigger namespace = workers' TEMPORAL_NAMESPACE`);
     assert.equal(m.endpointFromEnv, "TEMPORAL_ADDRESS", `${overlay}: endpoint from the workers' TEMPORAL_ADDRESS`);
   }
