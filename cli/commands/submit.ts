@@ -6,6 +6,7 @@ import type { RunConfig } from "../../meta/run-config.js";
 import { TASK_QUEUES, WORKFLOW_TYPE } from "../../contracts/queues.js";
 import { RUN_ID_PATTERN } from "../../storage/keys.js";
 import { resolveConfig } from "../config.js";
+import { shardAdvice } from "../shard-advice.js";
 import { CliError, ExitCodes, secondsOption, setExitCode } from "../errors.js";
 import { temporalError, withTemporal, type TemporalSession } from "../temporal.js";
 import { exitCodeOf, watchRun } from "../watch.js";
@@ -102,6 +103,9 @@ export function registerSubmit(program: Command): void {
     .action(async (file: string | undefined, opts: { preset?: string; set: string[]; runId?: string; watch?: boolean; interval: string; json?: boolean }) => {
       const config = resolveConfig({ file, preset: opts.preset, set: opts.set });
       const runId = checkRunId(opts.runId ?? newRunId(opts.preset ?? `${config.task.family}-${config.algorithm}`));
+      // A valid config still starts; tiny shards only waste time, which the user should hear about.
+      const advice = shardAdvice(config);
+      if (advice) process.stderr.write(`warning: ${advice.message}\n`);
       const intervalMs = secondsOption("--interval", opts.interval) * 1000;
       const code = await withTemporal((s) =>
         startRun(s, runId, config, undefined, { json: opts.json, watch: opts.watch, intervalMs }, `started run ${runId} (${config.algorithm}, ${config.task.family}, ${config.iterations} iterations) on ${s.settings.address}`),
