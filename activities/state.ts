@@ -99,8 +99,11 @@ export function outerStepActivity(kit: ActivityKit) {
       const out = optimizer.apply(lease.params, total, taskCount, state, { metaLr: base, ...(shardData.length ? { shardData } : {}) });
       next = out.params;
       if (!allFinite(next)) throw nonFiniteLoss(`the outer step of iteration ${iteration}`);
-      const pKey = await putContentAddressed(paramsKey, runId, serializeParams(next, paramsMeta(config)));
-      const oKey = await putContentAddressed(optimKey, runId, serializeState(out.state));
+      // Both writes at once: they are independent, and each waits on its own fsync.
+      const [pKey, oKey] = await Promise.all([
+        putContentAddressed(paramsKey, runId, serializeParams(next, paramsMeta(config))),
+        putContentAddressed(optimKey, runId, serializeState(out.state)),
+      ]);
       // The next iteration's shards (on this worker in role `all`) and outer step read these parameters.
       cache.put(pKey, next);
       next = undefined;

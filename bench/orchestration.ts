@@ -1,108 +1,101 @@
-// Orchestration overhead and worker scaling of the meta-training workflow on real services (Temporal
-// dev server, rclone S3 or a file store), measured from the workflow's own history timestamps.
+// Orchestration cost of the meta-training workflow on real services (Temporal dev server, rclone S3
+// or a file store, worker processes), side by side with Temporal's own floor, read off each run's
+// history timestamps.
 //
-//   node --import tsx bench/orchestration.ts [--iterations 12] [--shard-sizes 1,2,4,8,16,32]
-//     [--workers 1,2,4] [--store s3|file] [--simulated-task-ms N] [--skip overhead|scaling]
+//   node --import tsx bench/orchestration.ts [--store s3|file] [--sections overhead,compute,scaling,scale]
+//     [--iterations 12] [--repeats 3] [--shards 1,4,32] [--gpu-slots 4]
+//     [--scaling-slots 1,2,4,8,16] [--scale-shards 5000] [--scale-iterations 1000] [--temporal-db file|memory]
 //
-// 1. Overhead: meta-batch 32 of near-zero-compute sinusoid tasks (1 shot, 1 inner step) on ONE gpu
-//    worker, for each shard size: steady-state ms per meta-iteration, split into the shard fan-out,
-//    the outer step and the workflow's turn-around between rounds; in-activity time comes from each
-//    shard's reported `seconds`, so "overhead" is what Temporal and the store add around it.
-// 2. Scaling: meta-batch 32 in shards of 4 on 1, 2, 4 gpu worker processes. With
-//    --simulated-task-ms N the workers are started with METATRAIN_SIMULATED_TASK_MS=N (each task
-//    then takes N ms more; the worker must honour it — this file checks that it did); without it,
-//    real compute on this machine's cores (sinusoid, 10 shots, 5 inner steps).
+// The floor is workflows/floor.ts: N no-op activities fanned out on the gpu queue and awaited, round
+// after round, on the same server and workers — what any Temporal workflow of this shape pays.
+//
+// 1. overhead: meta-batch 32 of near-zero-compute sinusoid tasks (1 shot, 1 inner step, FOMAML,
+//    batched) in 1, 4 and 32 shards, one gpu worker process with --gpu-slots activity slots. For each
+//    shard count, in turn within each repeat: the floor, the workflow with the outer step as an
+//    ordinary activity (localOuterStep false) and as a local activity (the default). Steady-state ms
+//    per iteration = median gap between consecutive rounds' first shard scheduled.
+// 2. compute: the same at 4 shards with 1 s of simulated compute per shard
+//    (METATRAIN_SIMULATED_TASK_MS): the share of the iteration that is not compute.
+// 3. scaling: 200 ms of simulated compute per task, meta-batch 32 in 16 shards of 2, one gpu
+//    process with 1, 2, 4, 8, 16 activity slots (the machine has 2 cores: concurrency slots, not
+//    processes; the compute is a sleep, so slots scale as processes would). Efficiency T1 / (n·Tn),
+//    for the workflow and for the floor with the same 400 ms no-ops.
+// 4. scale: one round of --scale-shards shards, and a run of --scale-iterations iterations
+//    (continue-as-new every 100): history events and bytes per execution, executions, dispatch rate.
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Client, Connection } from "@temporalio/client";
-import { defaultPayloadConverter } from "@temporalio/common";
-import type { temporal } from "@temporalio/proto";
+import proto from "@temporalio/proto";
 import { arg, log, machine, median, numArg, record } from "./common.js";
-import type { RunShardOutput } from "../contracts/activities.js";
 import type { RunConfigInput } from "../meta/run-config.js";
 import { TASK_QUEUES } from "../contracts/queues.js";
 import { metaTrainingWorkflow } from "../workflows/meta-training.js";
+import { orchestrationFloorWorkflow } from "../workflows/floor.js";
 import { startS3Server, type S3TestServer } from "../test/harness/s3-server.js";
 import { startTemporalServer } from "../test/harness/temporal.js";
 import { WorkerPool } from "../test/harness/workers.js";
 
-type HistoryEvent = temporal.api.history.v1.IHistoryEvent;
+const { temporal } = proto;
+type HistoryEvent = proto.temporal.api.history.v1.IHistoryEvent;
 
-const iterations = numArg("iterations", 12);
-/** Iterations left out at the start (cold caches, first bundle and JIT). */
-const WARMUP = 2;
-const shardSizes = arg("shard-sizes", "1,2,4,8,16,32").split(",").map(Number);
-const workerCounts = arg("workers", "1,2,4").split(",").map(Number);
 const storeKind = arg("store", "s3");
-const simulatedMs = numArg("simulated-task-ms", 0);
-const skip = new Set(arg("skip", "").split(",").filter(Boolean));
-/** Tasks per shard in the scaling runs (32 / size shards: use 2 to keep 16 workers busy). */
-const scalingShardSize = numArg("scaling-shard-size", 4);
+/** The dev server's state: "file" (SQLite on disk, as `metatrain dev`) or "memory". */
+const temporalDb = arg("temporal-db", "file") as "file" | "memory";
+const sections = new Set(arg("sections", "overhead,compute,scaling,scale").split(","));
+const iterations = numArg("iterations", 12);
+const repeats = numArg("repeats", 3);
+const shardCounts = arg("shards", "1,4,32").split(",").map(Number);
+const gpuSlots = numArg("gpu-slots", 4);
+/** gpu worker processes in the overhead and compute sections (slots are per process). */
+const gpuProcesses = numArg("gpu-processes", 1);
+const scalingSlots = arg("scaling-slots", "1,2,4,8,16").split(",").map(Number);
+const scaleShards = numArg("scale-shards", 5000);
+const scaleIterations = numArg("scale-iterations", 1000);
+/** Rounds left out at the start (cold caches, JIT). */
+const WARMUP = 2;
+const META_BATCH = 32;
 
-const ms = (t: { seconds?: unknown; nanos?: number | null } | null | undefined): number =>
-  Number(t?.seconds ?? 0) * 1000 + (t?.nanos ?? 0) / 1e6;
+const ms = (t: { seconds?: unknown; nanos?: number | null } | null | undefined): number => Number(t?.seconds ?? 0) * 1000 + (t?.nanos ?? 0) / 1e6;
+const r1 = (x: number): number => Number(x.toFixed(1));
 
-/** Per-iteration timings read off one run's history (one run: continueAsNewEvery > iterations). */
-function analyse(events: HistoryEvent[], shardsPerIteration: number) {
-  const acts: { type: string; scheduledAt: number; startedAt?: number; completedAt?: number; output?: unknown }[] = [];
-  const byId = new Map<string, (typeof acts)[number]>();
+/**
+ * Rounds of one execution's history: activities of `type` in scheduling order, `perRound` a round.
+ * msPerRound: median gap between consecutive rounds' first scheduling (steady state, after WARMUP);
+ * fanOut: first scheduled → last completed within a round; between: last completed → next round.
+ */
+function rounds(events: HistoryEvent[], type: string, perRound: number) {
+  const acts: { scheduledAt: number; completedAt: number }[] = [];
+  const byId = new Map<string, { scheduledAt: number; completedAt: number }>();
   for (const e of events) {
     const at = ms(e.eventTime);
-    const id = String(e.eventId);
-    if (e.activityTaskScheduledEventAttributes) {
-      const a = { type: e.activityTaskScheduledEventAttributes.activityType?.name ?? "?", scheduledAt: at };
-      byId.set(id, a);
+    if (e.activityTaskScheduledEventAttributes?.activityType?.name === type) {
+      const a = { scheduledAt: at, completedAt: NaN };
+      byId.set(String(e.eventId), a);
       acts.push(a);
-    } else if (e.activityTaskStartedEventAttributes) {
-      const a = byId.get(String(e.activityTaskStartedEventAttributes.scheduledEventId));
-      if (a) a.startedAt = at;
     } else if (e.activityTaskCompletedEventAttributes) {
-      const attrs = e.activityTaskCompletedEventAttributes;
-      const a = byId.get(String(attrs.scheduledEventId));
-      if (a) {
-        a.completedAt = at;
-        const p = attrs.result?.payloads?.[0];
-        if (p) a.output = defaultPayloadConverter.fromPayload(p as never);
-      }
+      const a = byId.get(String(e.activityTaskCompletedEventAttributes.scheduledEventId));
+      if (a) a.completedAt = at;
     }
   }
-  const shards = acts.filter((a) => a.type === "runShard");
-  const outers = acts.filter((a) => a.type === "outerStep");
-  const rows: Record<"fanOut" | "inActivity" | "shardLatency" | "outer" | "aggregateGap" | "turnaround", number>[] = [];
-  for (let it = WARMUP; it < outers.length; it++) {
-    const group = shards.slice(it * shardsPerIteration, (it + 1) * shardsPerIteration);
-    const outer = outers[it]!;
-    const fanOutStart = Math.min(...group.map((a) => a.scheduledAt));
-    const fanOutEnd = Math.max(...group.map((a) => a.completedAt ?? NaN));
-    const next = shards[(it + 1) * shardsPerIteration];
-    rows.push({
-      fanOut: fanOutEnd - fanOutStart,
-      inActivity: group.reduce((s, a) => s + ((a.output as RunShardOutput | undefined)?.seconds ?? NaN) * 1000, 0),
-      shardLatency: median(group.map((a) => (a.completedAt ?? NaN) - a.scheduledAt)),
-      outer: (outer.completedAt ?? NaN) - outer.scheduledAt,
-      aggregateGap: outer.scheduledAt - fanOutEnd,
-      turnaround: next ? next.scheduledAt - (outer.completedAt ?? NaN) : NaN,
-    });
+  const starts: number[] = [];
+  const fanOut: number[] = [];
+  const ends: number[] = [];
+  for (let i = 0; i + perRound <= acts.length; i += perRound) {
+    const g = acts.slice(i, i + perRound);
+    starts.push(Math.min(...g.map((a) => a.scheduledAt)));
+    ends.push(Math.max(...g.map((a) => a.completedAt)));
+    fanOut.push(ends.at(-1)! - starts.at(-1)!);
   }
-  const first = shards[WARMUP * shardsPerIteration]!.scheduledAt;
-  const last = outers[outers.length - 1]!.completedAt!;
-  const med = (k: keyof (typeof rows)[number]): number => Number(median(rows.map((r) => r[k]).filter(Number.isFinite)).toFixed(1));
-  return {
-    msPerIteration: Number(((last - first) / (outers.length - WARMUP)).toFixed(1)),
-    medianFanOutMs: med("fanOut"),
-    medianInActivityMsPerIteration: med("inActivity"),
-    medianShardLatencyMs: med("shardLatency"),
-    medianOuterStepMs: med("outer"),
-    medianFanInToOuterStepMs: med("aggregateGap"),
-    medianTurnaroundMs: med("turnaround"),
-  };
+  const gaps = starts.slice(WARMUP + 1).map((s, i) => s - starts[WARMUP + i]!);
+  const between = starts.slice(WARMUP + 1).map((s, i) => s - ends[WARMUP + i]!);
+  return { rounds: starts.length, msPerRound: r1(median(gaps)), fanOutMs: r1(median(fanOut.slice(WARMUP))), betweenRoundsMs: r1(median(between)) };
 }
 
 async function main(): Promise<void> {
   let s3: S3TestServer | undefined;
   let fileDir: string | undefined;
-  const temporalServer = await startTemporalServer();
+  const temporalServer = await startTemporalServer({ persistence: temporalDb });
   let storeUri: string;
   let storeEnv: Record<string, string> = {};
   if (storeKind === "s3") {
@@ -119,100 +112,189 @@ async function main(): Promise<void> {
     METATRAIN_STORE: storeUri,
     METATRAIN_BACKEND: "cpu",
     ...storeEnv,
-    ...(simulatedMs > 0 ? { METATRAIN_SIMULATED_TASK_MS: String(simulatedMs) } : {}),
   }));
   const connection = await Connection.connect({ address: temporalServer.address });
   const client = new Client({ connection, namespace: temporalServer.namespace });
-  let runs = 0;
+  let n = 0;
 
-  async function run(config: RunConfigInput): Promise<{ seconds: number; events: HistoryEvent[] }> {
-    const runId = `bench-${++runs}`;
-    const t0 = performance.now();
-    const handle = await client.workflow.start(metaTrainingWorkflow, { taskQueue: TASK_QUEUES.coordinator, workflowId: runId, args: [{ runId, config }] });
-    await handle.result();
-    const seconds = (performance.now() - t0) / 1000;
-    return { seconds, events: (await handle.fetchHistory()).events ?? [] };
+  async function gpuWorkers(slots: number, simulatedTaskMs = 0, processes = 1): Promise<void> {
+    await Promise.all(pool.alive("gpu").map((w) => w.kill()));
+    const env = { METATRAIN_GPU_CONCURRENCY: String(slots), ...(simulatedTaskMs > 0 ? { METATRAIN_SIMULATED_TASK_MS: String(simulatedTaskMs) } : {}) };
+    await Promise.all(Array.from({ length: processes }, () => pool.start("gpu", { extraEnv: env })));
   }
 
-  const common: RunConfigInput = {
+  /** Every execution of a workflow id (continue-as-new chains), oldest first, with its history. */
+  async function executions(workflowId: string): Promise<{ events: HistoryEvent[]; bytes: number }[]> {
+    const runs: string[] = [];
+    for await (const w of client.workflow.list({ query: `WorkflowId = "${workflowId}"` })) runs.push(w.runId);
+    const out = [];
+    for (const runId of runs.reverse()) {
+      const history = await client.workflow.getHandle(workflowId, runId).fetchHistory();
+      out.push({ events: history.events ?? [], bytes: temporal.api.history.v1.History.encode(history as never).finish().length });
+    }
+    return out;
+  }
+
+  async function floor(shards: number, rounds_: number, activityMs = 0, continueAsNewEvery?: number) {
+    const id = `floor-${++n}`;
+    const t0 = performance.now();
+    await client.workflow.execute(orchestrationFloorWorkflow, {
+      taskQueue: TASK_QUEUES.coordinator,
+      workflowId: id,
+      args: [{ rounds: rounds_, shards, activityMs, ...(continueAsNewEvery ? { continueAsNewEvery } : {}) }],
+    });
+    return { id, seconds: (performance.now() - t0) / 1000 };
+  }
+
+  async function training(config: RunConfigInput) {
+    const id = `run-${++n}`;
+    const t0 = performance.now();
+    await client.workflow.execute(metaTrainingWorkflow, { taskQueue: TASK_QUEUES.coordinator, workflowId: id, args: [{ runId: id, config }] });
+    return { id, seconds: (performance.now() - t0) / 1000 };
+  }
+
+  const base = (shards: number, extra: Partial<RunConfigInput> = {}): RunConfigInput => ({
     algorithm: "fomaml",
     model: { kind: "sinusoid-mlp" },
+    task: { family: "sinusoid", shots: 1, queryShots: 1 },
     innerSteps: 1,
     innerLr: 0.01,
     metaLr: 0.001,
-    metaBatchSize: 32,
+    metaBatchSize: META_BATCH,
+    shardSize: META_BATCH / shards,
+    batchTasks: true,
     iterations,
     seed: 1,
-    checkpointEvery: iterations,
+    checkpointEvery: 10_000,
     evalEvery: 0,
     evalTasks: 1,
     evalSteps: 0,
     continueAsNewEvery: 10_000,
-  };
+    ...extra,
+  });
+
+  /** The floor, the outer step as an activity, and as a local activity: `repeats` times, interleaved. */
+  async function sideBySide(shards: number, label: string, extra: Partial<RunConfigInput>, floorMs: number) {
+    const series: Record<"floor" | "activity" | "local", ReturnType<typeof rounds>[]> = { floor: [], activity: [], local: [] };
+    for (let r = 0; r < repeats; r++) {
+      const f = await floor(shards, iterations, floorMs);
+      series.floor.push(rounds((await executions(f.id))[0]!.events, "noop", shards));
+      for (const [name, local] of [["activity", false], ["local", true]] as const) {
+        const t = await training(base(shards, { ...extra, localOuterStep: local }));
+        series[name].push(rounds((await executions(t.id))[0]!.events, "runShard", shards));
+      }
+      log(`${label} shards ${shards} repeat ${r + 1}: floor ${series.floor.at(-1)!.msPerRound} · activity ${series.activity.at(-1)!.msPerRound} · local ${series.local.at(-1)!.msPerRound} ms/round`);
+    }
+    const med = (k: keyof typeof series, f: keyof ReturnType<typeof rounds>) => r1(median(series[k].map((x) => x[f] as number)));
+    const row = {
+      shards,
+      shardSize: META_BATCH / shards,
+      floorMsPerRound: med("floor", "msPerRound"),
+      activityOuterStepMsPerIteration: med("activity", "msPerRound"),
+      localOuterStepMsPerIteration: med("local", "msPerRound"),
+      activityRatioToFloor: 0,
+      localRatioToFloor: 0,
+      floorBetweenRoundsMs: med("floor", "betweenRoundsMs"),
+      activityBetweenRoundsMs: med("activity", "betweenRoundsMs"),
+      localBetweenRoundsMs: med("local", "betweenRoundsMs"),
+      localFanOutMs: med("local", "fanOutMs"),
+      repeats: series.floor.map((_, i) => ({ floor: series.floor[i]!.msPerRound, activity: series.activity[i]!.msPerRound, local: series.local[i]!.msPerRound })),
+    };
+    row.activityRatioToFloor = Number((row.activityOuterStepMsPerIteration / row.floorMsPerRound).toFixed(2));
+    row.localRatioToFloor = Number((row.localOuterStepMsPerIteration / row.floorMsPerRound).toFixed(2));
+    log(`${label}: ${JSON.stringify({ ...row, repeats: undefined })}`);
+    return row;
+  }
+
   const results: Record<string, unknown> = {
-    benchmark: "orchestration overhead and worker scaling",
+    benchmark: "orchestration cost beside Temporal's own floor",
     command: `node --import tsx bench/orchestration.ts ${process.argv.slice(2).join(" ")}`.trim(),
     machine: machine(),
     store: storeKind,
+    temporalDb,
     backend: "cpu",
     iterations,
-    warmupIterations: WARMUP,
-    note: "2 shared cores; worker processes, the Temporal dev server and the store all run on them. gpu workers run one shard at a time (METATRAIN_GPU_CONCURRENCY default 1).",
+    repeats,
+    warmupRounds: WARMUP,
+    note: "2 shared cores: the Temporal dev server (in-memory), the store, one coordinator and one gpu worker process all run on them. Medians over repeats; floor and workflow interleaved within each repeat.",
   };
   try {
-    await Promise.all([pool.start("coordinator"), pool.start("gpu")]);
+    await pool.start("coordinator");
 
-    if (!skip.has("overhead")) {
+    if (sections.has("overhead")) {
+      await gpuWorkers(gpuSlots, 0, gpuProcesses);
       const rows = [];
-      for (const shardSize of shardSizes) {
-        const config = { ...common, task: { family: "sinusoid" as const, shots: 1, queryShots: 1 }, shardSize, batchTasks: true };
-        const shards = Math.ceil(32 / shardSize);
-        const { seconds, events } = await run(config);
-        const a = analyse(events, shards);
-        const row = { shardSize, shards, wallSeconds: Number(seconds.toFixed(1)), ...a, overheadMsPerIteration: Number((a.msPerIteration - a.medianInActivityMsPerIteration).toFixed(1)) };
-        log(`overhead shardSize ${shardSize}: ${JSON.stringify(row)}`);
-        rows.push(row);
-      }
-      results.overhead = {
-        case: "meta-batch 32 sinusoid tasks, 1 shot, 1 query point, 1 inner step, FOMAML, batched; 1 gpu worker",
-        rows,
+      for (const shards of shardCounts) rows.push(await sideBySide(shards, "overhead", {}, 0));
+      results.overhead = { case: `meta-batch ${META_BATCH} sinusoid tasks (1 shot, 1 query, 1 inner step, FOMAML, batched); ${gpuProcesses} gpu process(es) with ${gpuSlots} slots each`, rows };
+    }
+
+    if (sections.has("compute")) {
+      const shards = 4;
+      await gpuWorkers(gpuSlots, 1000 / (META_BATCH / shards), gpuProcesses);
+      const row = await sideBySide(shards, "compute", { batchTasks: false }, 1000);
+      const share = (x: number) => Number(((x - 1000) / x).toFixed(3));
+      results.compute = {
+        case: `meta-batch ${META_BATCH} in ${shards} shards, 1 s of simulated compute per shard (METATRAIN_SIMULATED_TASK_MS ${1000 / (META_BATCH / shards)}); floor no-ops sleep 1 s`,
+        ...row,
+        orchestrationShareFloor: share(row.floorMsPerRound),
+        orchestrationShareActivity: share(row.activityOuterStepMsPerIteration),
+        orchestrationShareLocal: share(row.localOuterStepMsPerIteration),
       };
     }
 
-    if (!skip.has("scaling")) {
-      const task = simulatedMs > 0 ? { family: "sinusoid" as const, shots: 1, queryShots: 1 } : { family: "sinusoid" as const, shots: 10, queryShots: 10 };
-      const config: RunConfigInput = { ...common, task, shardSize: scalingShardSize, innerSteps: simulatedMs > 0 ? 1 : 5, batchTasks: false };
-      const rows: { gpuWorkers: number; tasksPerSecond: number }[] = [];
-      for (const n of workerCounts) {
-        await pool.ensure("gpu", n);
-        if (pool.alive("gpu").length !== n) throw new Error(`wanted ${n} gpu workers, have ${pool.alive("gpu").length}`);
-        const { seconds, events } = await run(config);
-        const a = analyse(events, Math.ceil(32 / scalingShardSize));
-        const perTaskMs = a.medianInActivityMsPerIteration / 32;
-        if (simulatedMs > 0 && perTaskMs < simulatedMs) {
-          throw new Error(
-            `shards took ${perTaskMs.toFixed(1)} ms per task in the activity, less than --simulated-task-ms ${simulatedMs}: ` +
-              "the gpu worker does not honour METATRAIN_SIMULATED_TASK_MS",
-          );
-        }
-        const tasksPerSecond = 32000 / a.msPerIteration;
-        // Efficiency against perfect linear scaling from the first (smallest) worker count.
-        const base = rows[0] as { gpuWorkers: number; tasksPerSecond: number } | undefined;
-        const efficiency = base ? tasksPerSecond / ((base.tasksPerSecond * n) / base.gpuWorkers) : 1;
-        const row = { gpuWorkers: n, wallSeconds: Number(seconds.toFixed(1)), ...a, tasksPerSecond: Number(tasksPerSecond.toFixed(1)), scalingEfficiency: Number(efficiency.toFixed(3)) };
-        log(`scaling ${n} workers: ${JSON.stringify(row)}`);
-        rows.push(row);
+    if (sections.has("scaling")) {
+      const shards = 16;
+      const taskMs = 200;
+      const rows = [];
+      for (const slots of scalingSlots) {
+        await gpuWorkers(slots, taskMs);
+        const f = await floor(shards, Math.max(WARMUP + 3, Math.round(iterations / 2)), taskMs * (META_BATCH / shards));
+        const floorRounds = rounds((await executions(f.id))[0]!.events, "noop", shards);
+        const t = await training(base(shards, { batchTasks: false, iterations: Math.max(WARMUP + 3, Math.round(iterations / 2)) }));
+        const runRounds = rounds((await executions(t.id))[0]!.events, "runShard", shards);
+        rows.push({ slots, floorMsPerRound: floorRounds.msPerRound, msPerIteration: runRounds.msPerRound, betweenRoundsMs: runRounds.betweenRoundsMs, efficiency: 0, floorEfficiency: 0 });
+        log(`scaling ${slots} slots: floor ${floorRounds.msPerRound} · workflow ${runRounds.msPerRound} ms/round`);
+      }
+      for (const row of rows) {
+        row.efficiency = Number((rows[0]!.msPerIteration / (row.slots / rows[0]!.slots) / row.msPerIteration).toFixed(3));
+        row.floorEfficiency = Number((rows[0]!.floorMsPerRound / (row.slots / rows[0]!.slots) / row.floorMsPerRound).toFixed(3));
       }
       results.scaling = {
-        case:
-          simulatedMs > 0
-            ? `meta-batch 32 in ${Math.ceil(32 / scalingShardSize)} shards of ${scalingShardSize}; each task sleeps ${simulatedMs} ms in the worker (METATRAIN_SIMULATED_TASK_MS)`
-            : `meta-batch 32 in ${Math.ceil(32 / scalingShardSize)} shards of ${scalingShardSize}; sinusoid 10 shots, 5 inner steps, FOMAML, unbatched: real compute on the shared cores`,
+        case: `meta-batch ${META_BATCH} in ${shards} shards of ${META_BATCH / shards}, ${taskMs} ms of simulated compute per task (a sleep); one gpu process with N activity slots; floor: ${shards} no-ops of ${taskMs * (META_BATCH / shards)} ms`,
+        ideal16MsPerRound: taskMs * (META_BATCH / shards),
         rows,
       };
     }
-    const name = `orchestration-${storeKind}${simulatedMs > 0 ? `-sim${simulatedMs}` : ""}`;
-    record(name, { ...results, baseConfig: common });
+
+    if (sections.has("scale")) {
+      await gpuWorkers(16);
+      const wide = await training(base(1, { metaBatchSize: scaleShards, shardSize: 1, iterations: 1, batchTasks: false }));
+      const wideExec = (await executions(wide.id))[0]!;
+      const wideRound = rounds(wideExec.events, "runShard", scaleShards);
+      const long = await training(base(1, { iterations: scaleIterations, continueAsNewEvery: 100 }));
+      const chain = await executions(long.id);
+      results.scale = {
+        wideRound: {
+          case: `one iteration of ${scaleShards} shards of 1 sinusoid task (real compute, tiny), gpu process with 16 slots`,
+          seconds: r1(wide.seconds),
+          historyEvents: wideExec.events.length,
+          historyBytes: wideExec.bytes,
+          fanOutMs: wideRound.fanOutMs,
+          shardsDispatchedPerSecond: r1(scaleShards / (wideRound.fanOutMs / 1000)),
+          limits: "Temporal: 51,200 events and 50 MB per history (warnings at 10,240 events / 10 MB); 2,000 pending activities per execution",
+        },
+        longRun: {
+          case: `${scaleIterations} iterations of 1 shard, near-zero compute, continueAsNewEvery 100`,
+          seconds: r1(long.seconds),
+          executions: chain.length,
+          maxHistoryEvents: Math.max(...chain.map((c) => c.events.length)),
+          maxHistoryBytes: Math.max(...chain.map((c) => c.bytes)),
+          msPerIteration: r1((long.seconds * 1000) / scaleIterations),
+        },
+      };
+      log(`scale: ${JSON.stringify(results.scale)}`);
+    }
+    record(`orchestration-${storeKind}${temporalDb === "memory" ? "-memdb" : ""}${sections.size < 4 ? `-${[...sections].join("-")}` : ""}`, results);
   } finally {
     await pool.stopAll();
     await connection.close().catch(() => undefined);

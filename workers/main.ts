@@ -9,6 +9,7 @@ import { hostname } from "node:os";
 import { fileURLToPath } from "node:url";
 import * as tf from "@tensorflow/tfjs";
 import { DefaultLogger, NativeConnection, Runtime, Worker, type LogLevel, type NativeConnectionOptions, type WorkerOptions } from "@temporalio/worker";
+import { floorActivities } from "../activities/floor.js";
 import { createActivities } from "../activities/index.js";
 import { TASK_QUEUES } from "../contracts/queues.js";
 import { temporalEnv, TemporalEnvError, type TemporalEnv } from "../contracts/temporal-env.js";
@@ -320,7 +321,8 @@ export async function main(argv: readonly string[], env: Env): Promise<number> {
       const gpu = await Worker.create({
         ...common,
         taskQueue: TASK_QUEUES.gpu,
-        activities: { runShard: acts.runShard, evaluate: acts.evaluate },
+        // noop: the orchestration floor benchmark's activity (workflows/floor.ts), harmless otherwise.
+        activities: { runShard: acts.runShard, evaluate: acts.evaluate, ...floorActivities() },
         maxConcurrentActivityTaskExecutions: cfg.gpuConcurrency,
       });
       workers.push(gpu);
@@ -339,7 +341,7 @@ export async function main(argv: readonly string[], env: Env): Promise<number> {
         ...common,
         ...workflows,
         taskQueue: TASK_QUEUES.coordinator,
-        activities: { initRun: acts.initRun, outerStep: acts.outerStep, writeCheckpoint: acts.writeCheckpoint, loadCheckpoint: acts.loadCheckpoint },
+        activities: { initRun: acts.initRun, outerStep: acts.outerStep, writeCheckpoint: acts.writeCheckpoint, loadCheckpoint: acts.loadCheckpoint, ...floorActivities() },
         maxConcurrentActivityTaskExecutions: COORDINATOR_ACTIVITY_SLOTS,
         // The workflow reports run progress, evaluations and state through these (not on replay).
         sinks: metricsSinks(telemetry.metrics),

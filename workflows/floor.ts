@@ -1,0 +1,42 @@
+// Temporal's own cost of a round, for benchmarks: a workflow that fans out N no-op activities on the
+// gpu queue and awaits them all, round after round — the shape of a meta-iteration with nothing of
+// ours in it (no store, no tensors, no outer step). bench/orchestration.ts runs it beside the
+// meta-training workflow on the same server and workers, so every figure there is also a ratio to it.
+import { continueAsNew, proxyActivities } from "@temporalio/workflow";
+import { TASK_QUEUES } from "../contracts/queues.js";
+
+/** The floor's one activity, registered by gpu and coordinator workers (workers/main.ts). */
+export interface FloorActivities {
+  /** Sleep `ms` (0: return at once) and return; stands for a shard whose compute is `ms`. */
+  noop(input: { ms: number }): Promise<void>;
+}
+
+/** What the floor runs. */
+export interface FloorInput {
+  rounds: number;
+  /** Activities per round. */
+  shards: number;
+  /** Sleep per activity, ms (default 0). */
+  activityMs?: number;
+  /** Rounds per execution before continuing as new (default: all of them in one). */
+  continueAsNewEvery?: number;
+  /** Rounds already done by earlier executions (set by continue-as-new). */
+  done?: number;
+}
+
+const { noop } = proxyActivities<FloorActivities>({
+  taskQueue: TASK_QUEUES.gpu,
+  startToCloseTimeout: "10 minutes",
+  retry: { maximumAttempts: 3 },
+});
+
+/** Fan out `shards` no-ops per round for `rounds` rounds; returns the rounds done. */
+export async function orchestrationFloorWorkflow(input: FloorInput): Promise<number> {
+  const every = input.continueAsNewEvery ?? input.rounds;
+  let done = input.done ?? 0;
+  for (let inThisRun = 0; done < input.rounds; done++, inThisRun++) {
+    if (inThisRun === every) await continueAsNew<typeof orchestrationFloorWorkflow>({ ...input, done });
+    await Promise.all(Array.from({ length: input.shards }, () => noop({ ms: input.activityMs ?? 0 })));
+  }
+  return done;
+}
