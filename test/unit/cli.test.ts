@@ -72,6 +72,27 @@ describe("cli: input errors, before any service is contacted", () => {
     }
   });
 
+  test("data-set limits and another family's keys, at config and at submit: one line, exit 2", async () => {
+    const omni = ["--set", "task.family=omniglot", "--set", "model.kind=omniglot-mlp"];
+    for (const cmd of ["config", "submit"]) {
+      let r = await run(cmd, ...omni, "--set", "task.shots=19", "--set", "task.queryShots=15");
+      assert.equal(r.code, ExitCodes.badInput, cmd);
+      assert.match(r.err, /task.shots: shots \+ queryShots = 34 images per class, but each Omniglot character has 20 drawings; lower them to a total ≤ 20/);
+      assertOneLineError(r.err);
+      r = await run(cmd, ...omni, "--set", "task.split=background-evaluation", "--set", "task.ways=700");
+      assert.equal(r.code, ExitCodes.badInput, cmd);
+      assert.match(r.err, /task.ways: ways 700 is more than the 659 classes of the 'background-evaluation' split's test pool; set ways ≤ 659/);
+      r = await run(cmd, "--preset", "sinusoid-maml", "--set", "task.ways=5");
+      assert.equal(r.code, ExitCodes.badInput, cmd);
+      assert.match(r.err, /task.ways is not a key of task.family sinusoid \(it belongs to omniglot, omniglot-sequence\); remove it or set task.family/);
+      assertOneLineError(r.err);
+    }
+    // A family's own key without a family selects the default family, as a config without `task` does.
+    const r = await run("config", "--json", "--set", "task.shots=7");
+    assert.equal(r.code, 0, r.err);
+    assert.deepEqual(JSON.parse(r.out).task, { family: "sinusoid", shots: 7, queryShots: 10 });
+  });
+
   test("invalid values name the allowed range, exit 2", async () => {
     const cases: [string, RegExp][] = [
       ["innerSteps=0", /innerSteps=0 is not allowed \(allowed: integer 1–1000\)/],
