@@ -152,6 +152,43 @@ export async function loadCheckpoint(arg: string, env: Env = process.env): Promi
   return { ref, store, manifest, manifestKey, manifestUri: keyUri(ref.storeUri, manifestKey) };
 }
 
+/**
+ * Refuse, before any run is started (exit 2, the run id not used up), a resume the workflow would
+ * fail: the coordinator's own `loadCheckpoint` runs here over the CLI's store, so the blobs are
+ * verified and the config compared (`resumeIncompatibilities`) exactly as the run would. A
+ * checkpoint whose blobs fail verification is refused too, naming the newest earlier one that
+ * verifies (the run itself would fall back to it silently).
+ * @param requested the changed config (`--set`), or null to go on with the checkpoint's.
+ */
+export async function checkResumable(c: LoadedCheckpoint, requested: RunConfig | null): Promise<void> {
+  // Loaded here: the activities bring TensorFlow.js, which only resume-from, eval and export need.
+  const [{ checkpointActivities }, { activityKit }, { ApplicationFailure }, { CorruptBlobError }] = await Promise.all([
+    import("../activities/checkpoints.js"),
+    import("../activities/ports.js"),
+    import("@temporalio/activity"),
+    import("../meta/params.js"),
+  ]);
+  const { loadCheckpoint } = checkpointActivities(activityKit({ store: c.store }));
+  let out;
+  try {
+    out = await loadCheckpoint({ key: c.manifestKey, requested });
+  } catch (e) {
+    const unusable = e instanceof ApplicationFailure || e instanceof CorruptBlobError || (isStoreError(e) && (e.code === "BLOB_CORRUPT" || e.code === "BLOB_NOT_FOUND"));
+    if (!unusable) throw storeCliError(e, `cannot read the checkpoint ${c.manifestUri}`);
+    throw new CliError(`the checkpoint ${c.manifestUri} cannot be resumed from: ${(e as Error).message.split("\n")[0]}`, ExitCodes.badInput, "no earlier checkpoint of the run verifies either; start a fresh run (nothing was started)");
+  }
+  if (out.fallback) {
+    throw new CliError(
+      `the checkpoint ${c.manifestUri} fails verification: ${out.fallback.reason.split("\n")[0]}`,
+      ExitCodes.badInput,
+      `resume from the newest one that verifies: metatrain resume-from ${keyUri(c.ref.storeUri, out.fallback.manifestKey)} (nothing was started)`,
+    );
+  }
+  if (out.resume.problems.length) {
+    throw new CliError(`cannot resume from ${c.manifestUri}: ${out.resume.problems.join("; ")}`, ExitCodes.badInput, "change or drop the --set values named above (nothing was started)");
+  }
+}
+
 /** The parameters a checkpoint names (the caller disposes them). */
 export async function loadCheckpointParams(c: LoadedCheckpoint): Promise<Params> {
   let bytes: Uint8Array;

@@ -155,6 +155,79 @@ describe("cli: input errors, before any service is contacted", () => {
   });
 });
 
+describe("cli: resume-from is checked before a run starts", () => {
+  // A file store with two checkpoints of a sinusoid MAML run (iterations 10 and 30, of 40), their
+  // parameters from two seeds so that each checkpoint has its own blob. TEMPORAL_ADDRESS points at
+  // a closed port: a command that got as far as starting a run would exit 3, not 2.
+  const dir = mkdtempSync(join(tmpdir(), "metatrain-resume-"));
+  const uri = `file://${dir}/runs/r1/checkpoints/latest.json`;
+  const keys: { paramsKey: string; optimKey: string }[] = [];
+  const saved = { TEMPORAL_ADDRESS: process.env.TEMPORAL_ADDRESS, METATRAIN_STORE: process.env.METATRAIN_STORE };
+  after(() => {
+    rmSync(dir, { recursive: true, force: true });
+    for (const [k, v] of Object.entries(saved)) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+  });
+
+  test("setup: two checkpoints in a file store", async () => {
+    await useCpu();
+    const { createActivities } = await import("../../activities/index.js");
+    const { openStore } = await import("../../storage/blobstore.js");
+    const acts = createActivities({ store: await openStore(`file://${dir}`), context: () => ({ heartbeat() {}, signal: new AbortController().signal }) });
+    const config = parseRunConfig({ algorithm: "maml", iterations: 40 });
+    for (const [seed, iteration] of [[1, 10], [2, 30]] as const) {
+      const k = await acts.initRun({ runId: `r1-seed${seed}`, config: { ...config, seed } });
+      keys.push(k);
+      await acts.writeCheckpoint({ manifest: { runId: "r1", iteration, ...k, config, metaLr: config.metaLr, metrics: {} } });
+    }
+    process.env.TEMPORAL_ADDRESS = "127.0.0.1:1";
+    process.env.METATRAIN_STORE = `file://${dir}`;
+  });
+
+  test("another algorithm, model or fewer iterations than done: refused, exit 2, one line", async () => {
+    for (const [set, re] of [
+      ["algorithm=reptile", /cannot resume from .*checkpoints\/0*30\/manifest.json: algorithm: the checkpoint was trained with maml/],
+      ["iterations=20", /iterations: the checkpoint is at iteration 30, past iterations 20; set iterations ≥ 30/],
+    ] as const) {
+      const r = await run("resume-from", uri, "--set", set);
+      assert.equal(r.code, ExitCodes.badInput, `${set}: ${r.err}`);
+      assert.match(r.err, re);
+      assert.match(r.err, /nothing was started/);
+      assertOneLineError(r.err);
+    }
+    // Another model: an Omniglot config cannot take the sinusoid MLP's parameters.
+    const r = await run("resume-from", uri, "--set", "task.family=omniglot", "--set", "model.kind=omniglot-mlp");
+    assert.equal(r.code, ExitCodes.badInput, r.err);
+    assert.match(r.err, /model: the checkpoint's parameters are for model \{"kind":"sinusoid-mlp"\}/);
+  });
+
+  test("a compatible resume gets as far as Temporal (exit 3 here: no server)", async () => {
+    const r = await run("resume-from", uri, "--set", "iterations=50");
+    assert.equal(r.code, ExitCodes.unreachable, r.err);
+  });
+
+  test("a checkpoint whose parameters fail verification: refused, naming the newest good one; none good: refused", async () => {
+    const flip = (key: string) => {
+      const path = join(dir, ...key.split("/"));
+      const b = readFileSync(path);
+      b[b.length - 5]! ^= 0x01;
+      writeFileSync(path, b);
+    };
+    flip(keys[1]!.paramsKey);
+    let r = await run("resume-from", uri);
+    assert.equal(r.code, ExitCodes.badInput, r.err);
+    assert.match(r.err, /the checkpoint .*checkpoints\/0*30\/manifest.json fails verification/);
+    assert.match(r.err, new RegExp(`resume from the newest one that verifies: metatrain resume-from file://${dir}/runs/r1/checkpoints/00000010/manifest.json`));
+    assertOneLineError(r.err);
+    flip(keys[0]!.paramsKey);
+    r = await run("resume-from", uri);
+    assert.equal(r.code, ExitCodes.badInput, r.err);
+    assert.match(r.err, /cannot be resumed from: .*no earlier checkpoint of the run verifies either/s);
+  });
+});
+
 describe("cli: checkpoint URIs", () => {
   const env = { METATRAIN_STORE: "s3://bucket/prefix" };
   test("full URIs split at /runs/; iterations are padded; a run dir means latest", () => {
