@@ -136,6 +136,34 @@ describe("cli: input errors, before any service is contacted", () => {
     }
   });
 
+  test("a bare submit (no config file, no preset) is refused, exit 2, saying what to give", async () => {
+    for (const argv of [["submit"], ["submit", "--set", "iterations=5"]]) {
+      const r = await run(...argv);
+      assert.equal(r.code, ExitCodes.badInput, argv.join(" "));
+      assert.match(r.err, /no run config given: submit needs a config file or --preset\n.*`metatrain presets` lists them/);
+      assertOneLineError(r.err);
+    }
+  });
+
+  test("export --out an existing file, or a path under one: a clear error, exit 2, not ENOTDIR", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "metatrain-cli-"));
+    try {
+      const file = join(dir, "model.bin");
+      writeFileSync(file, "x");
+      const ckpt = `file://${dir}/runs/r/checkpoints/latest.json`;
+      let r = await run("export", ckpt, "--out", file);
+      assert.equal(r.code, ExitCodes.badInput, r.err);
+      assert.match(r.err, /--out .*model.bin is a file, not a directory/);
+      assertOneLineError(r.err);
+      r = await run("export", ckpt, "--out", join(file, "sub"));
+      assert.equal(r.code, ExitCodes.badInput, r.err);
+      assert.match(r.err, /--out .*model.bin\/sub is under .*model.bin, which is a file/);
+      assert.doesNotMatch(r.err, /ENOTDIR/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   test("usage errors exit 2; --help exits 0", async () => {
     assert.equal((await run("status")).code, ExitCodes.badInput); // missing <run>
     assert.equal((await run("frobnicate")).code, ExitCodes.badInput);
