@@ -11,11 +11,11 @@ import { main } from "../../cli/main.js";
 import { ExitCodes } from "../../cli/errors.js";
 import { resolveConfig } from "../../cli/config.js";
 import { configReferenceMarkdown } from "../../cli/schema.js";
-import { parseCheckpointRef, displayStoreUri } from "../../cli/store.js";
+import { parseCheckpointRef, displayStoreUri, latestGoodCheckpoint } from "../../cli/store.js";
 import { findTemporalCli } from "../../cli/stack.js";
 import { layersDiscrepancy, layersModelFor, writeExport } from "../../cli/export-model.js";
 import { endLines, progressText } from "../../cli/watch.js";
-import type { RunStatusJson } from "../../cli/runs.js";
+import { iterationOfActivity, statusLines, type RunStatusJson } from "../../cli/runs.js";
 import { newRunId } from "../../cli/commands/submit.js";
 import { parseRunConfig } from "../../meta/run-config.js";
 import { conv4, mlp, omniglotMlp, sinusoidMlp } from "../../meta/models.js";
@@ -236,6 +236,12 @@ describe("cli: resume-from is checked before a run starts", () => {
     assert.equal(r.code, ExitCodes.unreachable, r.err);
   });
 
+  test("status of an ended run: the newest checkpoint in the store that verifies", async () => {
+    const { openStore } = await import("../../storage/blobstore.js");
+    assert.deepEqual(await latestGoodCheckpoint(await openStore(`file://${dir}`), "r1"), { manifestKey: "runs/r1/checkpoints/00000030/manifest.json", iteration: 30 });
+    assert.equal(await latestGoodCheckpoint(await openStore(`file://${dir}`), "nope"), undefined);
+  });
+
   test("a checkpoint whose parameters fail verification: refused, naming the newest good one; none good: refused", async () => {
     const flip = (key: string) => {
       const path = join(dir, ...key.split("/"));
@@ -249,7 +255,10 @@ describe("cli: resume-from is checked before a run starts", () => {
     assert.match(r.err, /the checkpoint .*checkpoints\/0*30\/manifest.json fails verification/);
     assert.match(r.err, new RegExp(`resume from the newest one that verifies: metatrain resume-from file://${dir}/runs/r1/checkpoints/00000010/manifest.json`));
     assertOneLineError(r.err);
+    const { openStore } = await import("../../storage/blobstore.js");
+    assert.deepEqual(await latestGoodCheckpoint(await openStore(`file://${dir}`), "r1"), { manifestKey: "runs/r1/checkpoints/00000010/manifest.json", iteration: 10 });
     flip(keys[0]!.paramsKey);
+    assert.equal(await latestGoodCheckpoint(await openStore(`file://${dir}`), "r1"), undefined);
     r = await run("resume-from", uri);
     assert.equal(r.code, ExitCodes.badInput, r.err);
     assert.match(r.err, /cannot be resumed from: .*no earlier checkpoint of the run verifies either/s);
@@ -384,6 +393,33 @@ describe("cli: progress text", () => {
       100,
     );
     assert.equal(t, "iteration 10/100 · paused · loss 1.610 → 0.720, acc 20.0% → 71.3% · eval acc 89.1% ± 1.1% (600 tasks, 3 steps, iteration 10)");
+  });
+
+  test("a failed run: the iteration it stopped at, the checkpoint to resume from and how", () => {
+    const r = {
+      runId: "r", status: "failed", iteration: 87, iterations: 150, algorithm: null, latest: null, evaluation: null, startedAt: null, warning: null,
+      checkpoint: "file:///s/runs/r/checkpoints/00000080/manifest.json", checkpointIteration: 80, error: { type: "NonFiniteLoss", message: "boom" },
+    } as unknown as RunStatusJson;
+    assert.deepEqual(endLines(r), [
+      "run r failed at iteration 87/150: NonFiniteLoss: boom",
+      "  checkpoint file:///s/runs/r/checkpoints/00000080/manifest.json (iteration 80)",
+      "  resume with metatrain resume-from file:///s/runs/r/checkpoints/00000080/manifest.json",
+    ]);
+    assert.deepEqual(statusLines(r).slice(0, 3), [
+      "run r: failed, iteration 87/150",
+      "  checkpoint   file:///s/runs/r/checkpoints/00000080/manifest.json (iteration 80)",
+      "  resume with  metatrain resume-from file:///s/runs/r/checkpoints/00000080/manifest.json",
+    ]);
+  });
+
+  test("where a closed execution stopped, from its newest scheduled activity", () => {
+    // Shards and the outer step work on iteration i (i done); a checkpoint and an evaluation follow iteration n.
+    assert.equal(iterationOfActivity("runShard", { iteration: 87, shardIndex: 2 }), 87);
+    assert.equal(iterationOfActivity("outerStep", { iteration: 87 }), 87);
+    assert.equal(iterationOfActivity("writeCheckpoint", { manifest: { iteration: 80 } }), 80);
+    assert.equal(iterationOfActivity("evaluate", { iteration: 80 }), 80);
+    assert.equal(iterationOfActivity("initRun", { runId: "r" }), 0);
+    assert.equal(iterationOfActivity("loadCheckpoint", { key: "k" }), undefined);
   });
 
   test("the end of a watched run: final post-adaptation MSE and the checkpoint", () => {
