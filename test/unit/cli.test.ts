@@ -12,7 +12,8 @@ import { ExitCodes } from "../../cli/errors.js";
 import { resolveConfig } from "../../cli/config.js";
 import { configReferenceMarkdown } from "../../cli/schema.js";
 import { parseCheckpointRef, displayStoreUri, latestGoodCheckpoint } from "../../cli/store.js";
-import { findTemporalCli } from "../../cli/stack.js";
+import { acquireDevLock, findTemporalCli } from "../../cli/stack.js";
+import { pickFreePort } from "../../telemetry/server.js";
 import { layersDiscrepancy, layersModelFor, writeExport } from "../../cli/export-model.js";
 import { endLines, progressText } from "../../cli/watch.js";
 import { iterationOfActivity, statusLines, type RunStatusJson } from "../../cli/runs.js";
@@ -262,6 +263,60 @@ describe("cli: resume-from is checked before a run starts", () => {
     r = await run("resume-from", uri);
     assert.equal(r.code, ExitCodes.badInput, r.err);
     assert.match(r.err, /cannot be resumed from: .*no earlier checkpoint of the run verifies either/s);
+  });
+});
+
+describe("cli: dev's lock and ports", () => {
+  const dir = mkdtempSync(join(tmpdir(), "metatrain-dev-"));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+  const lock = join(dir, "dev.lock");
+  // A pid that is surely dead: a child that has exited (and been reaped).
+  const deadPid = spawnSync(process.execPath, ["-e", ""]).pid!;
+
+  test("dev.lock holds the pid; a live holder refuses a second stack; release removes only our own lock", () => {
+    const release = acquireDevLock(dir);
+    assert.equal(readFileSync(lock, "utf8").trim(), String(process.pid));
+    // The test runner's parent is alive: as if another `metatrain dev` held the directory.
+    assert.throws(() => acquireDevLock(dir, process.ppid), (e: Error) => new RegExp(`is in use by another \`metatrain dev\` \\(pid ${process.pid}; ${lock}\\)`).test(e.message));
+    release();
+    assert.throws(() => readFileSync(lock), /ENOENT/);
+    writeFileSync(lock, `${process.ppid}\n`);
+    release(); // not ours: kept
+    assert.equal(readFileSync(lock, "utf8").trim(), String(process.ppid));
+    rmSync(lock);
+  });
+
+  test("a stale lock (its pid dead, or garbage) is taken over", () => {
+    for (const stale of [`${deadPid}\n`, "not a pid"]) {
+      writeFileSync(lock, stale);
+      const release = acquireDevLock(dir);
+      assert.equal(readFileSync(lock, "utf8").trim(), String(process.pid));
+      release();
+    }
+  });
+
+  test("metatrain dev on a directory in use exits 1 with one line; a bad --temporal-metrics-port exits 2", async () => {
+    writeFileSync(lock, `${process.ppid}\n`);
+    try {
+      const r = await run("dev", "--dir", dir, "--port", String(await pickFreePort()), "--ui-port", String(await pickFreePort()));
+      assert.equal(r.code, ExitCodes.failure, r.err);
+      assert.match(r.err, /is in use by another `metatrain dev` \(pid \d+; .*dev\.lock\)\n  stop that one, or give this one another --dir/);
+      assertOneLineError(r.err);
+    } finally {
+      rmSync(lock, { force: true });
+    }
+    const r = await run("dev", "--dir", dir, "--temporal-metrics-port", "70000");
+    assert.equal(r.code, ExitCodes.badInput);
+    assert.match(r.err, /--temporal-metrics-port must be an integer from 0 to 65535, got '70000'/);
+  });
+
+  test("pickFreePort: a port that can be bound", async () => {
+    const port = await pickFreePort();
+    assert.ok(port > 0 && port < 65536);
+    const { createServer } = await import("node:net");
+    await new Promise<void>((res, rej) => {
+      const s = createServer().once("error", rej).listen(port, "127.0.0.1", () => s.close(() => res()));
+    });
   });
 });
 
