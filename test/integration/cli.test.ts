@@ -9,7 +9,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as tf from "@tensorflow/tfjs";
-import { Client, Connection } from "@temporalio/client";
+import { ApplicationFailure, Client, Connection, WorkflowFailedError } from "@temporalio/client";
+import { TASK_QUEUES, WORKFLOW_TYPE } from "../../contracts/queues.js";
+import { parseRunConfig } from "../../meta/run-config.js";
 import type { RunStatusJson } from "../../cli/runs.js";
 import type { EvalJson } from "../../cli/commands/eval.js";
 import type { SubmitJson } from "../../cli/commands/submit.js";
@@ -239,6 +241,34 @@ describe("metatrain CLI on a real local stack", { skip: skipReason(), timeout: 6
     assert.equal(s.status, "failed");
     assert.equal(s.error!.type, "NonFiniteLoss");
     assert.ok(s.closedAt);
+  });
+
+  test("a config sent by another client: typos at any depth and data-set limits fail the run at once, non-retryable, with the nearest name", async () => {
+    const connection = await Connection.connect({ address: env.TEMPORAL_ADDRESS! });
+    try {
+      const client = new Client({ connection });
+      const base = parseRunConfig({ iterations: 2 }) as unknown as Record<string, unknown>;
+      const omniglot = { ...(parseRunConfig({ task: { family: "omniglot" }, model: { kind: "omniglot-mlp" }, iterations: 2 }) as unknown as Record<string, unknown>) };
+      for (const [runId, config, re] of [
+        ["raw-nested", { ...base, failurePolicy: { minShardFractoin: 0.5 } }, /unknown config key 'failurePolicy.minShardFractoin' \(did you mean 'failurePolicy.minShardFraction'\?\)/],
+        ["raw-top", { ...base, iteratons: 5 }, /unknown config key 'iteratons' \(did you mean 'iterations'\?\)/],
+        ["raw-family", { ...base, task: { family: "sinusoid", shots: 10, queryShots: 10, ways: 5 } }, /unknown config key 'task.ways'/],
+        ["raw-limit", { ...omniglot, task: { ...(omniglot.task as object), shots: 19, queryShots: 15 } }, /shots \+ queryShots = 34 images per class, but each Omniglot character has 20 drawings/],
+      ] as const) {
+        const t0 = Date.now();
+        const handle = await client.workflow.start(WORKFLOW_TYPE, { taskQueue: TASK_QUEUES.coordinator, workflowId: runId, args: [{ runId, config }] });
+        const e = await handle.result().then(() => undefined, (x: unknown) => x);
+        assert.ok(e instanceof WorkflowFailedError, `${runId}: ${String(e)}`);
+        // The workflow's own ApplicationFailure, or the first activity's (initRun) under it.
+        let app: ApplicationFailure | undefined;
+        for (let c: unknown = e.cause; c instanceof Error; c = c.cause) if (c instanceof ApplicationFailure) app = app ?? c;
+        assert.equal(app?.type, "InvalidRunConfig", `${runId}: ${e.cause?.message}`);
+        assert.match(e.cause!.message, re, runId);
+        assert.ok(Date.now() - t0 < 20_000, `${runId}: failed after ${Date.now() - t0} ms (retried?)`);
+      }
+    } finally {
+      await connection.close();
+    }
   });
 
   test("status and watch of a run that ended mid-way: the iteration it stopped at and the newest stored checkpoint to resume from", async () => {
