@@ -6,6 +6,7 @@ import { createConnection } from "node:net";
 import { delimiter, join, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { Connection } from "@temporalio/client";
+import { repoRoot } from "../storage/datasets.js";
 import { temporalMetricsPortFromEnv } from "../telemetry/server.js";
 import { CliError, ExitCodes } from "./errors.js";
 import { isExecutable, pythonScriptsDirs } from "./executables.js";
@@ -212,8 +213,8 @@ export interface LocalStack {
   stop(): Promise<void>;
 }
 
-const REPO_ROOT = resolve(fileURLToPath(new URL("..", import.meta.url)));
-const BIN = join(REPO_ROOT, "bin", "metatrain.mjs");
+// From the sources or from the compiled dist/ alike (storage's walk up to package.json).
+const BIN = join(repoRoot(), "bin", "metatrain.mjs");
 
 /** True when something accepts TCP connections on ip:port. */
 export function portInUse(ip: string, port: number): Promise<boolean> {

@@ -330,7 +330,8 @@ export async function main(argv: readonly string[], env: Env): Promise<number> {
       let workflows: Pick<WorkerOptions, "workflowBundle" | "workflowsPath">;
       if (cfg.workflowBundlePath !== undefined) workflows = { workflowBundle: { codePath: cfg.workflowBundlePath } };
       else {
-        const workflowsPath = fileURLToPath(new URL("../workflows/index.ts", import.meta.url));
+        // Beside this module: the TypeScript source, or dist/'s JavaScript when this runs compiled.
+        const workflowsPath = fileURLToPath(new URL(`../workflows/index.${import.meta.url.endsWith(".ts") ? "ts" : "js"}`, import.meta.url));
         if (!existsSync(workflowsPath)) throw new WorkerConfigError(`the workflows module ${workflowsPath} is missing; set METATRAIN_WORKFLOW_BUNDLE to a prebuilt bundle`);
         workflows = { workflowsPath }; // bundled here, at startup
       }

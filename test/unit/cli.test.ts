@@ -320,6 +320,31 @@ describe("cli: dev's lock and ports", () => {
   });
 });
 
+describe("cli: the installed command runs compiled JavaScript only when it is fresh", () => {
+  test("dist/ after its build stamp is newer than every source file; not with METATRAIN_FROM_SOURCE", async () => {
+    // @ts-expect-error: a plain .mjs module without types
+    const { compiledIsFresh } = (await import("../../bin/compiled.mjs")) as { compiledIsFresh: (root: string, env?: Record<string, string>) => boolean };
+    const root = mkdtempSync(join(tmpdir(), "metatrain-bin-"));
+    try {
+      mkdirSync(join(root, "cli", "commands"), { recursive: true });
+      mkdirSync(join(root, "dist"));
+      const src = join(root, "cli", "commands", "x.ts");
+      writeFileSync(src, "");
+      assert.equal(compiledIsFresh(root, {}), false, "never built");
+      const stamp = join(root, "dist", ".build-stamp");
+      writeFileSync(stamp, "");
+      const { utimesSync } = await import("node:fs");
+      utimesSync(src, new Date(1_000_000), new Date(1_000_000));
+      assert.equal(compiledIsFresh(root, {}), true);
+      assert.equal(compiledIsFresh(root, { METATRAIN_FROM_SOURCE: "1" }), false);
+      utimesSync(src, new Date(), new Date(Date.now() + 60_000)); // edited after the build
+      assert.equal(compiledIsFresh(root, {}), false);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+});
+
 describe("cli: checkpoint URIs", () => {
   const env = { METATRAIN_STORE: "s3://bucket/prefix" };
   test("full URIs split at /runs/; iterations are padded; a run dir means latest", () => {
