@@ -58,7 +58,7 @@ describe("cli: input errors, before any service is contacted", () => {
   });
 
   test("unknown config key, top-level or nested: the nearest key, exit 2", async () => {
-    let r = await run("submit", "--set", "innerLR=0.1");
+    let r = await run("submit", "--preset", "sinusoid-maml", "--set", "innerLR=0.1");
     assert.equal(r.code, ExitCodes.badInput);
     assert.match(r.err, /unknown config key 'innerLR' \(did you mean 'innerLr'\?\)/);
     assertOneLineError(r.err);
@@ -74,7 +74,7 @@ describe("cli: input errors, before any service is contacted", () => {
   });
 
   test("data-set limits and another family's keys, at config and at submit: one line, exit 2", async () => {
-    const omni = ["--set", "task.family=omniglot", "--set", "model.kind=omniglot-mlp"];
+    const omni = ["--preset", "omniglot-5w1s-maml-mlp"];
     for (const cmd of ["config", "submit"]) {
       let r = await run(cmd, ...omni, "--set", "task.shots=19", "--set", "task.queryShots=15");
       assert.equal(r.code, ExitCodes.badInput, cmd);
@@ -112,7 +112,7 @@ describe("cli: input errors, before any service is contacted", () => {
 
   test("a bad run id, option value or checkpoint URI is bad input (exit 2)", async () => {
     for (const [argv, re] of [
-      [["submit", "--run-id", "-bad id"], /run id '-bad id' is not valid/],
+      [["submit", "--preset", "sinusoid-maml", "--run-id", "-bad id"], /run id '-bad id' is not valid/],
       [["watch", "x", "--interval", "soon"], /--interval must be a positive number of seconds, got 'soon'/],
       [["list", "--limit", "0"], /--limit must be an integer from 1 to 1000/],
       [["eval", "http://example.com/x"], /'http:\/\/example.com\/x' is not a checkpoint URI/],
