@@ -4,6 +4,7 @@ import type { ShardResultUnusableDetails, UnusableShard } from "../contracts/act
 import { InvalidRunConfigError } from "../contracts/config.js";
 import { ErrorTypes } from "../contracts/errors.js";
 import { CorruptBlobError } from "../meta/params.js";
+import { DataSetLimitError } from "../meta/tasks/types.js";
 import { isStoreError, type StoreError } from "../storage/blobstore.js";
 
 /**
@@ -61,6 +62,9 @@ export function toActivityFailure(e: unknown): unknown {
   }
   if (e instanceof InvalidRunConfigError) {
     return failure(ErrorTypes.InvalidRunConfig, e.message, true, "fix the run config fields named above and submit the run again", e);
+  }
+  if (e instanceof DataSetLimitError) {
+    return failure(ErrorTypes.DataSetLimit, e.message, true, "change the task options named above and submit the run again", e);
   }
   const kernel = e instanceof Error ? /Kernel '([^']+)' not registered for backend '([^']+)'/.exec(e.message) : null;
   if (kernel) {

@@ -5,7 +5,7 @@ import { parse as parseYaml } from "yaml";
 import { PRESETS, findPreset } from "../meta/algorithms/registry.js";
 import { RunConfigSchema, parseRunConfig, type RunConfig, type RunConfigInput } from "../meta/run-config.js";
 import { CliError, ExitCodes, nearest } from "./errors.js";
-import { allowedOf, configKeys, leafSchema } from "./schema.js";
+import { allowedOf, configKeys, leafSchema, unionDefaults, variantsWithKey } from "./schema.js";
 
 type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
 
@@ -89,6 +89,11 @@ export function resolveConfig(src: ConfigSources): RunConfig {
     const near = nearest(u, keys) ?? nearest(u.split(".").pop()!, keys);
     throw new CliError(`unknown config key '${u}'${near ? ` (did you mean '${near}'?)` : ""}`, ExitCodes.badInput, "the README's configuration reference lists every key");
   }
+  // `--set task.shots=5` alone selects the default family, as a config without `task` does.
+  for (const [k, u] of unionDefaults()) {
+    const o = cfg[k];
+    if (o && typeof o === "object" && !Array.isArray(o) && o[u.discriminator] === undefined) o[u.discriminator] = u.default;
+  }
   const r = RunConfigSchema.safeParse(cfg);
   if (r.success) return parseRunConfig(cfg);
   // One line per problem, each naming the key, the value given and what is allowed.
@@ -111,7 +116,17 @@ export function resolveConfig(src: ConfigSources): RunConfig {
       problems.push(`${key || "(config)"}: ${issue.message}`);
     }
   }
-  for (const u of unknown) {
+  const unions = unionDefaults();
+  for (const u of unknown.reverse()) {
+    // A key of another variant (`task.ways` on sinusoid): say whose key it is, not "did you mean" itself.
+    const [head, leaf] = u.split(".");
+    const union = head !== undefined && leaf !== undefined && !u.slice(head.length + 1).includes(".") ? unions.get(head) : undefined;
+    const owners = union ? variantsWithKey(head!, leaf!) : [];
+    if (union && owners.length) {
+      const chosen = String(getPath(cfg, [head!, union.discriminator]));
+      problems.unshift(`${u} is not a key of ${head}.${union.discriminator} ${chosen} (it belongs to ${owners.join(", ")}); remove it or set ${head}.${union.discriminator}`);
+      continue;
+    }
     const near = nearest(u, keys) ?? nearest(u.split(".").pop()!, keys);
     problems.unshift(`unknown config key '${u}'${near ? ` (did you mean '${near}'?)` : ""}`);
   }

@@ -20,31 +20,7 @@ export class CliError extends Error {
  */
 export const ExitCodes = { failure: 1, badInput: 2, unreachable: 3, notFound: 4, accessDenied: 5, interrupted: 130 } as const;
 
-/** Levenshtein distance, for "did you mean" suggestions. */
-export function editDistance(a: string, b: string): number {
-  const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...Array<number>(b.length).fill(0)]);
-  for (let j = 1; j <= b.length; j++) d[0]![j] = j;
-  for (let i = 1; i <= a.length; i++) {
-    for (let j = 1; j <= b.length; j++) {
-      d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
-    }
-  }
-  return d[a.length]![b.length]!;
-}
-
-/** The candidate nearest to `name`, if reasonably near. */
-export function nearest(name: string, candidates: readonly string[]): string | undefined {
-  let best: string | undefined;
-  let bestD = Infinity;
-  for (const c of candidates) {
-    const dist = editDistance(name.toLowerCase(), c.toLowerCase());
-    if (dist < bestD) {
-      bestD = dist;
-      best = c;
-    }
-  }
-  return best !== undefined && bestD <= Math.max(2, Math.floor(name.length / 2)) ? best : undefined;
-}
+export { editDistance, nearest } from "../contracts/names.js";
 
 /** Print an error as the user should see it, and return its exit code. */
 export function report(e: unknown, write: (s: string) => void = (s) => process.stderr.write(s)): number {

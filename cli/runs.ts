@@ -14,7 +14,8 @@ function tryParse(raw: unknown): RunConfig | null {
 }
 import { WORKFLOW_TYPE } from "../contracts/queues.js";
 import { progressQuery } from "../workflows/index.js";
-import { keyUri, storeUriFromEnv } from "./store.js";
+import { parseCheckpointManifestKey } from "../storage/keys.js";
+import { displayStoreUri, keyUri, latestGoodCheckpoint, openCliStore, storeUriFromEnv } from "./store.js";
 import { failureOf, temporalError, unknownRun, type TemporalSession } from "./temporal.js";
 
 /** Where a run stands. `paused` and `cancelling` are running runs; the rest have ended. */
@@ -42,6 +43,8 @@ export interface RunStatusJson {
   checkpoint: string | null;
   /** The same as a store key. */
   checkpointKey: string | null;
+  /** The iteration that checkpoint was taken after. For a run that failed, terminated or timed out: the newest checkpoint in the store that verifies (the one to resume from). */
+  checkpointIteration: number | null;
   /** Why a run failed, terminated or timed out: the error type (e.g. NonFiniteLoss) and message. */
   error: { type: string | null; message: string } | null;
   /** Something the status could not find out (e.g. no worker answered the progress query). */
@@ -108,6 +111,7 @@ export async function describeRun(s: TemporalSession, runId: string, opts: { sta
     evaluation: null,
     checkpoint: null,
     checkpointKey: null,
+    checkpointIteration: null,
     error: null,
     warning: null,
     startedAt: iso(opts.startedAt ?? (await chainStart(s, runId)) ?? d.startTime),
@@ -118,6 +122,7 @@ export async function describeRun(s: TemporalSession, runId: string, opts: { sta
   const checkpointFrom = (key: string | undefined) => {
     out.checkpointKey = key || null;
     out.checkpoint = key ? keyUri(storeUri, key) : null;
+    out.checkpointIteration = key ? (parseCheckpointManifestKey(key)?.iteration ?? null) : null;
   };
   switch (d.status.name) {
     case "RUNNING": {
@@ -159,6 +164,17 @@ export async function describeRun(s: TemporalSession, runId: string, opts: { sta
         out.evaluation = input.state.evaluation ?? null;
         checkpointFrom(input.state.lastCheckpointKey);
       } else if (input?.resumeFrom) checkpointFrom(input.resumeFrom);
+      // The execution's input is where it started (the last continue-as-new), not where it stopped:
+      // its history's last activity says that, and the store holds the checkpoints written since.
+      const stopped = await stoppedIteration(s, runId, d.runId);
+      if (stopped !== undefined) out.iteration = stopped;
+      try {
+        const good = await latestGoodCheckpoint(await openCliStore(storeUri), runId);
+        if (good) checkpointFrom(good.manifestKey);
+        else if (out.checkpointKey) out.warning = `no checkpoint of ${runId} in ${displayStoreUri(storeUri)} verifies (is METATRAIN_STORE the workers' store?); the one shown is the run's own last record`;
+      } catch (e) {
+        out.warning = `cannot read the run's checkpoints in ${displayStoreUri(storeUri)}: ${String((e as Error).message ?? e).split("\n")[0]}`;
+      }
       try {
         await handle.result();
       } catch (e) {
@@ -167,6 +183,52 @@ export async function describeRun(s: TemporalSession, runId: string, opts: { sta
     }
   }
   return out;
+}
+
+/**
+ * Iterations completed when an activity of this input was scheduled: the shard activities and the
+ * outer step work on iteration `i` (so `i` were done), a checkpoint and an evaluation come after
+ * `iteration` iterations, initRun before any; undefined for other activities.
+ */
+export function iterationOfActivity(type: string | null | undefined, input: unknown): number | undefined {
+  const o = (input ?? {}) as { iteration?: unknown; manifest?: { iteration?: unknown } };
+  const n = (x: unknown) => (typeof x === "number" && Number.isSafeInteger(x) && x >= 0 ? x : undefined);
+  switch (type) {
+    case "runShard":
+    case "outerStep":
+    case "evaluate":
+      return n(o.iteration);
+    case "writeCheckpoint":
+      return n(o.manifest?.iteration);
+    case "initRun":
+      return 0;
+    default:
+      return undefined;
+  }
+}
+
+/** Iterations a closed execution had completed where it stopped: from its newest scheduled activity, reading its history newest first. */
+async function stoppedIteration(s: TemporalSession, runId: string, executionRunId: string): Promise<number | undefined> {
+  try {
+    let nextPageToken: Uint8Array | undefined;
+    for (let page = 0; page < 50; page++) {
+      const res = await s.connection.withDeadline(Date.now() + 5000, () =>
+        s.connection.workflowService.getWorkflowExecutionHistoryReverse({ namespace: s.settings.namespace, execution: { workflowId: runId, runId: executionRunId }, maximumPageSize: 100, nextPageToken }),
+      );
+      for (const ev of res.history?.events ?? []) {
+        const a = ev.activityTaskScheduledEventAttributes;
+        const payload = a?.input?.payloads?.[0];
+        if (!a || !payload) continue;
+        const it = iterationOfActivity(a.activityType?.name, defaultPayloadConverter.fromPayload(payload));
+        if (it !== undefined) return it;
+      }
+      if (!res.nextPageToken?.length) return undefined;
+      nextPageToken = res.nextPageToken;
+    }
+  } catch {
+    // Best effort: the execution's own input still says where it started.
+  }
+  return undefined;
 }
 
 /** Temporal's description of a run's current execution; an unknown id (or another workflow type) is a CliError with the nearest run ids. */
@@ -237,7 +299,8 @@ export function statusLines(r: RunStatusJson): string[] {
   if (r.algorithm) lines.push(`  config       ${r.algorithm}, ${r.task}, ${r.model}${r.metaLr !== null ? `, meta lr ${r.metaLr}` : ""}`);
   if (r.latest) lines.push(`  last batch   ${latestText(r.latest)} (pre → post adaptation, ${r.latest.tasks} tasks)`);
   if (r.evaluation) lines.push(`  evaluation   ${evaluationText(r.evaluation).replace(/^eval /, "")}`);
-  lines.push(`  checkpoint   ${r.checkpoint ?? "none yet"}`);
+  lines.push(`  checkpoint   ${r.checkpoint ?? "none yet"}${r.checkpoint && r.checkpointIteration != null ? ` (iteration ${r.checkpointIteration})` : ""}`);
+  if (r.checkpoint && (r.status === "failed" || r.status === "terminated" || r.status === "timed_out")) lines.push(`  resume with  metatrain resume-from ${r.checkpoint}`);
   if (r.startedAt) lines.push(`  started      ${r.startedAt}${r.closedAt ? `, ended ${r.closedAt}` : ""}`);
   if (r.error) lines.push(`  error        ${r.error.type ? `${r.error.type}: ` : ""}${r.error.message}`);
   if (r.warning) lines.push(`  warning      ${r.warning}`);

@@ -187,3 +187,21 @@ export function configReferenceMarkdown(): string {
   const rows = configDocs().map((d) => `| \`${d.key}\`${d.variant ? ` (${d.variant})` : ""} | ${d.allowed.replace(/\|/g, "\\|")} | \`${d.default}\` | ${d.meaning} |`);
   return ["| key | allowed | default | meaning |", "|---|---|---|---|", ...rows].join("\n");
 }
+
+/** Each union key of the config with its discriminator and default variant: `task` → `family`, "sinusoid". */
+export function unionDefaults(): Map<string, { discriminator: string; default: string }> {
+  const out = new Map<string, { discriminator: string; default: string }>();
+  const shape = shapeOf(RunConfigSchema);
+  for (const [k, disc] of unions()) {
+    const d = (shape[k] as z.ZodType).safeParse(undefined);
+    const value = d.success ? (d.data as Record<string, unknown>)[disc] : undefined;
+    if (typeof value === "string") out.set(k, { discriminator: disc, default: value });
+  }
+  return out;
+}
+
+/** The variants of a union key that have `leaf` (`task`, `ways` → omniglot, …). */
+export function variantsWithKey(unionKey: string, leaf: string): string[] {
+  const s = shapeOf(RunConfigSchema)[unionKey];
+  return s ? [...variants(s)].filter(([, shape]) => leaf in shape).map(([name]) => name) : [];
+}

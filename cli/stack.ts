@@ -1,11 +1,13 @@
 // The embedded local stack of `metatrain dev` and `npm run demo`: a Temporal dev server, one worker
 // in role `all` (a child process), and a filesystem store, all under one directory.
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { createWriteStream, mkdirSync } from "node:fs";
+import { createWriteStream, mkdirSync, readFileSync, unlinkSync, writeFileSync } from "node:fs";
 import { createConnection } from "node:net";
 import { delimiter, join, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { Connection } from "@temporalio/client";
+import { repoRoot } from "../storage/datasets.js";
+import { temporalMetricsPortFromEnv } from "../telemetry/server.js";
 import { CliError, ExitCodes } from "./errors.js";
 import { isExecutable, pythonScriptsDirs } from "./executables.js";
 export { pythonScriptsDirs };
@@ -119,6 +121,55 @@ export async function findTemporalCli(o: FindTemporalOptions = {}): Promise<Temp
 
 // ---- the stack --------------------------------------------------------------------------------------
 
+const pidAlive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM"; // alive, another user's
+  }
+};
+
+/**
+ * Take `<dir>/dev.lock` (it holds our pid): two stacks on one directory would share one SQLite
+ * database and one store. A lock whose pid is not alive (a stack that was SIGKILLed) is taken over.
+ * Returns the release function, which removes the lock only while it is still ours.
+ */
+export function acquireDevLock(dir: string, pid = process.pid): () => void {
+  const lock = join(dir, "dev.lock");
+  const holderOf = (): string | undefined => {
+    try {
+      return readFileSync(lock, "utf8").trim();
+    } catch {
+      return undefined;
+    }
+  };
+  for (let attempt = 0; attempt < 5; attempt++) {
+    try {
+      writeFileSync(lock, `${pid}\n`, { flag: "wx" });
+      return () => {
+        if (holderOf() === String(pid)) unlinkSync(lock);
+      };
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
+    }
+    const text = holderOf();
+    const holder = Number(text);
+    if (Number.isSafeInteger(holder) && holder > 0 && holder !== pid && pidAlive(holder)) {
+      throw new CliError(`${dir} is in use by another \`metatrain dev\` (pid ${holder}; ${lock})`, ExitCodes.failure, "stop that one, or give this one another --dir");
+    }
+    // Stale: remove it if it still names the dead pid (another starter may have taken it meanwhile), then try again.
+    if (holderOf() === text) {
+      try {
+        unlinkSync(lock);
+      } catch {
+        // removed by another starter
+      }
+    }
+  }
+  throw new CliError(`cannot take ${lock}: other \`metatrain dev\` processes keep taking it`, ExitCodes.failure, "give this one another --dir");
+}
+
 export interface LocalStackOptions {
   /** Directory for the Temporal database, the store and the logs. Default `./.metatrain`. */
   dir?: string;
@@ -147,6 +198,8 @@ export interface LocalStack {
   namespace: string;
   uiUrl: string;
   metricsUrl: string;
+  /** The worker's Temporal SDK metrics endpoint. */
+  temporalMetricsUrl: string;
   /** `file:///abs/<dir>/store`: the store the worker uses. */
   storeUri: string;
   dir: string;
@@ -160,8 +213,8 @@ export interface LocalStack {
   stop(): Promise<void>;
 }
 
-const REPO_ROOT = resolve(fileURLToPath(new URL("..", import.meta.url)));
-const BIN = join(REPO_ROOT, "bin", "metatrain.mjs");
+// From the sources or from the compiled dist/ alike (storage's walk up to package.json).
+const BIN = join(repoRoot(), "bin", "metatrain.mjs");
 
 /** True when something accepts TCP connections on ip:port. */
 export function portInUse(ip: string, port: number): Promise<boolean> {
@@ -232,14 +285,19 @@ export async function startLocalStack(o: LocalStackOptions = {}): Promise<LocalS
   const address = `${ip}:${port}`;
   mkdirSync(join(dir, "store"), { recursive: true });
   const storeUri = pathToFileURL(join(dir, "store")).href;
+  const releaseLock = acquireDevLock(dir);
 
   for (const [what, p] of [["Temporal frontend", port], ["Temporal Web UI", uiPort]] as const) {
     if (await portInUse(ip, p)) {
+      releaseLock();
       throw new CliError(`port ${p} (${what}) on ${ip} is in use: is \`metatrain dev\` or another Temporal server already running?`, ExitCodes.failure, "stop it, or pick other ports with --port and --ui-port");
     }
   }
 
-  const temporal = await findTemporalCli({ env, say });
+  const temporal = await findTemporalCli({ env, say }).catch((e: unknown) => {
+    releaseLock();
+    throw e;
+  });
   say(`Temporal dev server: ${temporal.binary ?? "downloaded by the Temporal SDK"} (${temporal.source}${temporal.version ? `; ${temporal.version}` : ""})`);
 
   let server: ChildProcess | undefined;
@@ -259,10 +317,12 @@ export async function startLocalStack(o: LocalStackOptions = {}): Promise<LocalS
     await sdkEnv?.teardown().catch(() => {});
     await new Promise<void>((r) => serverLog.end(() => r()));
     await new Promise<void>((r) => workerLog.end(() => r()));
+    releaseLock();
   };
 
   // Whatever ends this process without stop() (an uncaught error): take the children with it.
   const killAll = (): void => {
+    releaseLock();
     for (const c of [worker, server]) {
       if (c?.pid && c.exitCode === null && c.signalCode === null) {
         try {
@@ -358,6 +418,7 @@ export async function startLocalStack(o: LocalStackOptions = {}): Promise<LocalS
     namespace,
     uiUrl: `http://${ip}:${uiPort}`,
     metricsUrl: `http://${ip}:${metricsPort}/metrics`,
+    temporalMetricsUrl: `http://${ip}:${o.temporalMetricsPort ?? temporalMetricsPortFromEnv(env)}/metrics`,
     storeUri,
     dir,
     temporal,

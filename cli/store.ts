@@ -6,7 +6,7 @@ import type { CheckpointManifest } from "../contracts/activities.js";
 import { parseRunConfig, type RunConfig } from "../meta/run-config.js";
 import type { Params } from "../meta/params.js";
 import { isStoreError, openStore, type BlobStore } from "../storage/blobstore.js";
-import { RUN_ID_PATTERN, checkpointManifestKey, latestCheckpointKey } from "../storage/keys.js";
+import { RUN_ID_PATTERN, checkpointManifestKey, checkpointsPrefix, latestCheckpointKey, parseCheckpointManifestKey } from "../storage/keys.js";
 import { CliError, ExitCodes } from "./errors.js";
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -150,6 +150,78 @@ export async function loadCheckpoint(arg: string, env: Env = process.env): Promi
   }
   const manifest: CheckpointManifest & { config: RunConfig } = { ...(doc as unknown as CheckpointManifest), config };
   return { ref, store, manifest, manifestKey, manifestUri: keyUri(ref.storeUri, manifestKey) };
+}
+
+/**
+ * Refuse, before any run is started (exit 2, the run id not used up), a resume the workflow would
+ * fail: the coordinator's own `loadCheckpoint` runs here over the CLI's store, so the blobs are
+ * verified and the config compared (`resumeIncompatibilities`) exactly as the run would. A
+ * checkpoint whose blobs fail verification is refused too, naming the newest earlier one that
+ * verifies (the run itself would fall back to it silently).
+ * @param requested the changed config (`--set`), or null to go on with the checkpoint's.
+ */
+export async function checkResumable(c: LoadedCheckpoint, requested: RunConfig | null): Promise<void> {
+  // Loaded here: the activities bring TensorFlow.js, which only resume-from, eval and export need.
+  const [{ checkpointActivities }, { activityKit }, { ApplicationFailure }, { CorruptBlobError }] = await Promise.all([
+    import("../activities/checkpoints.js"),
+    import("../activities/ports.js"),
+    import("@temporalio/activity"),
+    import("../meta/params.js"),
+  ]);
+  const { loadCheckpoint } = checkpointActivities(activityKit({ store: c.store }));
+  let out;
+  try {
+    out = await loadCheckpoint({ key: c.manifestKey, requested });
+  } catch (e) {
+    const unusable = e instanceof ApplicationFailure || e instanceof CorruptBlobError || (isStoreError(e) && (e.code === "BLOB_CORRUPT" || e.code === "BLOB_NOT_FOUND"));
+    if (!unusable) throw storeCliError(e, `cannot read the checkpoint ${c.manifestUri}`);
+    throw new CliError(`the checkpoint ${c.manifestUri} cannot be resumed from: ${(e as Error).message.split("\n")[0]}`, ExitCodes.badInput, "no earlier checkpoint of the run verifies either; start a fresh run (nothing was started)");
+  }
+  if (out.fallback) {
+    throw new CliError(
+      `the checkpoint ${c.manifestUri} fails verification: ${out.fallback.reason.split("\n")[0]}`,
+      ExitCodes.badInput,
+      `resume from the newest one that verifies: metatrain resume-from ${keyUri(c.ref.storeUri, out.fallback.manifestKey)} (nothing was started)`,
+    );
+  }
+  if (out.resume.problems.length) {
+    throw new CliError(`cannot resume from ${c.manifestUri}: ${out.resume.problems.join("; ")}`, ExitCodes.badInput, "change or drop the --set values named above (nothing was started)");
+  }
+}
+
+/**
+ * The newest checkpoint of `runId` in `store` that a resume can use — its manifest, parameters and
+ * optimizer state verified by the coordinator's own `loadCheckpoint` (which falls back to earlier
+ * ones) — or undefined when none does. Manifests are listed rather than `latest.json` followed: a
+ * run that failed between a manifest and its pointer, or whose pointer is damaged, still has it.
+ * Store errors other than a missing or corrupt blob (unreachable, access denied) are thrown.
+ */
+export async function latestGoodCheckpoint(store: BlobStore, runId: string): Promise<{ manifestKey: string; iteration: number } | undefined> {
+  const [{ checkpointActivities }, { activityKit }, { ApplicationFailure }, { CorruptBlobError }] = await Promise.all([
+    import("../activities/checkpoints.js"),
+    import("../activities/ports.js"),
+    import("@temporalio/activity"),
+    import("../meta/params.js"),
+  ]);
+  const { loadCheckpoint } = checkpointActivities(activityKit({ store }));
+  const manifests = (await store.list(checkpointsPrefix(runId)))
+    .map((k) => parseCheckpointManifestKey(k))
+    .filter((x): x is { runId: string; iteration: number } => x !== undefined && x.runId === runId)
+    .sort((a, b) => b.iteration - a.iteration);
+  for (const { iteration } of manifests) {
+    const key = checkpointManifestKey(runId, iteration);
+    try {
+      const m = await loadCheckpoint({ key, requested: null });
+      return { manifestKey: m.fallback?.manifestKey ?? checkpointManifestKey(runId, m.iteration), iteration: m.iteration };
+    } catch (e) {
+      const unusable = e instanceof ApplicationFailure || e instanceof CorruptBlobError || (isStoreError(e) && (e.code === "BLOB_CORRUPT" || e.code === "BLOB_NOT_FOUND"));
+      if (!unusable) throw e;
+      // A damaged manifest: try the one before. A damaged blob: loadCheckpoint has already tried
+      // every earlier manifest, and none verifies.
+      if (!(e as Error).message.includes(key)) return undefined;
+    }
+  }
+  return undefined;
 }
 
 /** The parameters a checkpoint names (the caller disposes them). */

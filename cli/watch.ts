@@ -50,7 +50,7 @@ export function endLines(r: RunStatusJson): string[] {
       ? `run ${r.runId} completed: ${it}`
       : r.status === "cancelled"
         ? `run ${r.runId} cancelled after ${it}`
-        : `run ${r.runId} ${r.status}${r.error ? `: ${r.error.type ? `${r.error.type}: ` : ""}${r.error.message}` : ""}`;
+        : `run ${r.runId} ${r.status}${r.iteration !== null ? ` at iteration ${r.iteration}${r.iterations !== null ? `/${r.iterations}` : ""}` : ""}${r.error ? `: ${r.error.type ? `${r.error.type}: ` : ""}${r.error.message}` : ""}`;
   const lines = [head];
   if (r.latest) {
     const cls = r.latest.postAccuracy !== undefined;
@@ -61,7 +61,8 @@ export function endLines(r: RunStatusJson): string[] {
     );
   }
   if (r.evaluation) lines.push(`  held-out ${evaluationText(r.evaluation).replace(/^eval /, "")}, 95% CI`);
-  if (r.checkpoint) lines.push(`  checkpoint ${r.checkpoint}`);
+  if (r.checkpoint) lines.push(`  checkpoint ${r.checkpoint}${r.checkpointIteration != null ? ` (iteration ${r.checkpointIteration})` : ""}`);
+  if (r.checkpoint && r.status !== "completed" && r.status !== "cancelled") lines.push(`  resume with metatrain resume-from ${r.checkpoint}`);
   return lines;
 }
 

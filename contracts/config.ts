@@ -3,11 +3,13 @@
 // full schema adds the learner, model and task-family parts from their registries
 // (meta/run-config.ts); the workflow reads only this part, so it stays free of tfjs.
 import { z } from "zod";
+import { unknownKeyLine } from "./names.js";
 
 const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.number().int().min(min).max(max);
 const positive = () => z.number().positive().finite();
 
-export const FailurePolicySchema = z.object({
+// Nested objects are strict: a misspelt key is an error with the nearest name, never dropped.
+export const FailurePolicySchema = z.strictObject({
   minShardFraction: z
     .number()
     .gt(0)
@@ -19,7 +21,7 @@ export const FailurePolicySchema = z.object({
   shardDeadlineSeconds: int(1).default(600).describe("With minShardFraction < 1: how long to wait for the rest once enough shards are done."),
 });
 
-export const TimeoutsSchema = z.object({
+export const TimeoutsSchema = z.strictObject({
   shardStartToCloseSeconds: int(1).default(1800).describe("One shard activity, from start to close."),
   heartbeatSeconds: int(1).default(30).describe("A shard activity must heartbeat within this; a silent worker is presumed dead."),
   coordinatorStartToCloseSeconds: int(1).default(600).describe("Outer step, checkpoint and evaluation activities."),
@@ -90,16 +92,67 @@ export class InvalidRunConfigError extends Error {
   }
 }
 
-/** `path: message` lines for zod issues. */
-export function issueLines(issues: readonly z.core.$ZodIssue[]): string[] {
-  return issues.map((i) => `${i.path.length ? i.path.join(".") : "(config)"}: ${i.message}`);
+// zod 4 internals read to find an object's keys at a path: def.type, def.innerType, def.in, def.shape, def.options, def.discriminator.
+type ZodDef = { type: string; innerType?: ZodLike; in?: ZodLike; shape?: Record<string, ZodLike>; options?: ZodLike[]; discriminator?: string };
+type ZodLike = { def: ZodDef; safeParse?: (v: unknown) => { success: boolean } };
+const WRAPPERS = new Set(["default", "prefault", "optional", "nullable", "readonly", "catch", "nonoptional"]);
+
+/** The keys of the object schema at `path` in `schema`, following a discriminated union by the value in `input`. */
+export function objectKeysAt(schema: unknown, path: readonly PropertyKey[], input: unknown): string[] | undefined {
+  let s = schema as ZodLike | undefined;
+  let v = input;
+  for (let i = 0; s; i++) {
+    for (let n = 0; n < 10 && s && (WRAPPERS.has(s.def.type) || s.def.type === "pipe"); n++) s = s.def.type === "pipe" ? s.def.in : s.def.innerType;
+    if (!s) return undefined;
+    if (s.def.type === "union" && s.def.discriminator) {
+      const disc = s.def.discriminator;
+      const tag = v && typeof v === "object" ? (v as Record<string, unknown>)[disc] : undefined;
+      s = s.def.options?.find((o) => o.def.shape?.[disc]?.safeParse?.(tag).success);
+      if (!s) return undefined;
+    }
+    if (s.def.type !== "object" || !s.def.shape) return undefined;
+    if (i === path.length) return Object.keys(s.def.shape);
+    const p = String(path[i]);
+    s = s.def.shape[p];
+    v = v && typeof v === "object" ? (v as Record<string, unknown>)[p] : undefined;
+  }
+  return undefined;
+}
+
+/**
+ * `path: message` lines for zod issues; an unknown key names the nearest valid one when `schema`
+ * (and the `input` it parsed, to follow discriminated unions) are given.
+ */
+export function issueLines(issues: readonly z.core.$ZodIssue[], schema?: unknown, input?: unknown): string[] {
+  return issues.flatMap((i) => {
+    if (i.code === "unrecognized_keys" && schema !== undefined) {
+      const valid = objectKeysAt(schema, i.path, input) ?? [];
+      return i.keys.map((k) => unknownKeyLine(i.path.map(String).join("."), k, valid));
+    }
+    return [`${i.path.length ? i.path.join(".") : "(config)"}: ${i.message}`];
+  });
+}
+
+/**
+ * Top-level keys the workflow cannot place: the shared keys, `algorithm`, `task`, `model` and the
+ * chosen learner's options section (named as the algorithm) are known; anything else is a typo or
+ * another learner's options. The full schema (activities, CLI) checks the rest strictly.
+ */
+function unknownTopLevelKeys(input: Record<string, unknown>, algorithm: string): string[] {
+  const known = ["algorithm", "task", "model", ...Object.keys(commonConfigShape)];
+  return Object.keys(input)
+    .filter((k) => !known.includes(k) && k !== algorithm)
+    .map((k) => unknownKeyLine("", k, [...known, algorithm]));
 }
 
 /** Parse the shared keys (workflow side), or throw InvalidRunConfigError saying what to fix. */
 export function parseOrchestration(input: unknown): RunConfigJson {
-  const r = OrchestrationSchema.safeParse(input ?? {});
-  if (r.success) return r.data as RunConfigJson;
-  throw new InvalidRunConfigError(issueLines(r.error.issues));
+  const raw = input ?? {};
+  const r = OrchestrationSchema.safeParse(raw);
+  if (!r.success) throw new InvalidRunConfigError(issueLines(r.error.issues, OrchestrationSchema, raw));
+  const unknown = unknownTopLevelKeys(raw as Record<string, unknown>, r.data.algorithm);
+  if (unknown.length) throw new InvalidRunConfigError(unknown);
+  return r.data as RunConfigJson;
 }
 
 /** Shards of one iteration: consecutive task ranges of `shardSize`, the last possibly shorter. */

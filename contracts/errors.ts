@@ -22,6 +22,8 @@ export const ErrorTypes = {
   StoreUnavailable: "StoreUnavailable",
   /** Too few shards finished before the deadline (failure policy). */
   TooFewShards: "TooFewShards",
+  /** The task options ask more of the data set than it holds (images per class, classes in a split). */
+  DataSetLimit: "DataSetLimit",
   /** The worker's TensorFlow.js backend has no kernel for an op the run needs: retrying on it cannot help. */
   KernelNotAvailable: "KernelNotAvailable",
 } as const;
@@ -36,4 +38,5 @@ export const NON_RETRYABLE_ERROR_TYPES: string[] = [
   ErrorTypes.StoreAccessDenied,
   ErrorTypes.InvalidActivityInput,
   ErrorTypes.KernelNotAvailable,
+  ErrorTypes.DataSetLimit,
 ];

@@ -43,6 +43,7 @@ export const RunConfigSchema = z
         ctx.addIssue({ code: "custom", path: [other.name], message: `options for ${other.name} given, but algorithm is ${learner.name}; remove them or set algorithm: ${other.name}` });
       }
     }
+    for (const l of family.limits?.(c.task as never) ?? []) ctx.addIssue({ code: "custom", path: ["task", l.key], message: l.message });
     if (!model.fits.includes(family.kind)) {
       const fitting = MODELS.filter((m) => m.fits.includes(family.kind)).map((m) => m.kind).join(" or ");
       ctx.addIssue({ code: "custom", path: ["model", "kind"], message: `${model.kind} does not fit ${family.kind} tasks (${family.family}); use ${fitting}` });
@@ -88,7 +89,7 @@ export type RunConfigInput = { [key: string]: unknown } & {
 /** Parse and default a run config, or throw InvalidRunConfigError saying what to fix. */
 export function parseRunConfig(input: unknown): RunConfig {
   const r = RunConfigSchema.safeParse(input ?? {});
-  if (!r.success) throw new InvalidRunConfigError(issueLines(r.error.issues));
+  if (!r.success) throw new InvalidRunConfigError(issueLines(r.error.issues, RunConfigSchema, input ?? {}));
   const c = r.data as unknown as RunConfig;
   const learner = findLearner(c.algorithm)!;
   // The chosen learner's options, defaulted, so every process sees the same values.

@@ -1,6 +1,6 @@
 // The /metrics and /healthz HTTP endpoint of every worker role (node:http), and the Runtime options that export Temporal's own SDK metrics on a second port.
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
+import { createServer as createNetServer, type AddressInfo } from "node:net";
 import type { RuntimeOptions } from "@temporalio/worker";
 import type { Registry } from "prom-client";
 
@@ -24,9 +24,25 @@ export function portFromEnv(name: string, fallback: number, env: Env = process.e
   return port;
 }
 
+/**
+ * A port free on `host` now (bound on 0, then released). For the Temporal SDK's exporter, which
+ * binds the port it is given and cannot report one it picked: a 0 becomes this port, which is then
+ * printed (the usual pick-then-bind race with other processes applies).
+ */
+export function pickFreePort(host = "127.0.0.1"): Promise<number> {
+  return new Promise((res, rej) => {
+    const s = createNetServer();
+    s.once("error", rej);
+    s.listen(0, host, () => {
+      const { port } = s.address() as AddressInfo;
+      s.close(() => res(port));
+    });
+  });
+}
+
 /** `METATRAIN_METRICS_PORT`, default 9464. */
 export const metricsPortFromEnv = (env: Env = process.env): number => portFromEnv("METATRAIN_METRICS_PORT", DEFAULT_METRICS_PORT, env);
-/** `METATRAIN_TEMPORAL_METRICS_PORT`, default 9465. */
+/** `METATRAIN_TEMPORAL_METRICS_PORT`, default 9465; 0 asks for a free port (`pickFreePort`). */
 export const temporalMetricsPortFromEnv = (env: Env = process.env): number => portFromEnv("METATRAIN_TEMPORAL_METRICS_PORT", DEFAULT_TEMPORAL_METRICS_PORT, env);
 /** `METATRAIN_METRICS_HOST`, default 0.0.0.0. */
 export const metricsHostFromEnv = (env: Env = process.env): string => env.METATRAIN_METRICS_HOST?.trim() || DEFAULT_METRICS_HOST;

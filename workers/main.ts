@@ -24,6 +24,7 @@ import {
   storeKindOf,
   temporalMetricsPortFromEnv,
   temporalRuntimeTelemetry,
+  pickFreePort,
   type Telemetry,
 } from "../telemetry/index.js";
 
@@ -57,7 +58,7 @@ Environment:
   METATRAIN_SHUTDOWN_GRACE_SECONDS how long in-flight activities may finish after SIGTERM before they are cancelled, default 25
   METATRAIN_LOG_LEVEL              Temporal SDK log level: TRACE, DEBUG, INFO (default), WARN, ERROR
   METATRAIN_METRICS_PORT           /metrics and /healthz (metatrain and Node.js metrics), default 9464; 0 picks a free port
-  METATRAIN_TEMPORAL_METRICS_PORT  /metrics of the Temporal SDK's own metrics, default 9465
+  METATRAIN_TEMPORAL_METRICS_PORT  /metrics of the Temporal SDK's own metrics, default 9465; 0 picks a free port
   METATRAIN_METRICS_HOST           bind address of both metrics endpoints, default 0.0.0.0
   METATRAIN_WORKER_NAME            the worker label on every metric series, default the host name
   METATRAIN_SIMULATED_TASK_MS      benchmarks only: sleep this long per task after its real work, default 0
@@ -153,10 +154,6 @@ export function parseWorkerConfig(argv: readonly string[], env: Env): WorkerConf
     if (e instanceof RangeError) throw new WorkerConfigError(e.message);
     throw e;
   }
-  if (temporalMetricsPort === 0) {
-    // The SDK's exporter does not say which port it bound: a free-port pick would be unscrapeable.
-    throw new WorkerConfigError("METATRAIN_TEMPORAL_METRICS_PORT=0: the Temporal SDK cannot pick a free port for its metrics; set a port in 1..65535, or unset it for 9465");
-  }
   if (metricsPort !== 0 && metricsPort === temporalMetricsPort) {
     throw new WorkerConfigError(`METATRAIN_METRICS_PORT and METATRAIN_TEMPORAL_METRICS_PORT are both ${metricsPort}: the two endpoints need two ports`);
   }
@@ -216,6 +213,8 @@ export async function main(argv: readonly string[], env: Env): Promise<number> {
   // The Runtime also exports the Temporal SDK's own metrics (second endpoint, docs/observability.md);
   // it is installed once, before the first connection, and binds its port at once.
   const role = cfg.role;
+  // 0: a free port picked here (the SDK binds the port it is given and cannot report one it picked); the ready line prints it.
+  if (cfg.temporalMetricsPort === 0) cfg = { ...cfg, temporalMetricsPort: await pickFreePort(cfg.metricsHost) };
   try {
     Runtime.install({
       ...temporalRuntimeTelemetry(cfg.temporalMetricsPort, { host: cfg.metricsHost, globalTags: { role, worker: cfg.workerName } }),
@@ -333,7 +332,8 @@ export async function main(argv: readonly string[], env: Env): Promise<number> {
       let workflows: Pick<WorkerOptions, "workflowBundle" | "workflowsPath">;
       if (cfg.workflowBundlePath !== undefined) workflows = { workflowBundle: { codePath: cfg.workflowBundlePath } };
       else {
-        const workflowsPath = fileURLToPath(new URL("../workflows/index.ts", import.meta.url));
+        // Beside this module: the TypeScript source, or dist/'s JavaScript when this runs compiled.
+        const workflowsPath = fileURLToPath(new URL(`../workflows/index.${import.meta.url.endsWith(".ts") ? "ts" : "js"}`, import.meta.url));
         if (!existsSync(workflowsPath)) throw new WorkerConfigError(`the workflows module ${workflowsPath} is missing; set METATRAIN_WORKFLOW_BUNDLE to a prebuilt bundle`);
         workflows = { workflowsPath }; // bundled here, at startup
       }

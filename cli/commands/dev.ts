@@ -1,6 +1,7 @@
 // `metatrain dev`: the embedded local stack in the foreground — a Temporal dev server, one worker in role `all`, a filesystem store under ./.metatrain; Ctrl-C stops it all.
 import type { Command } from "commander";
 import { CliError, ExitCodes, intOption, setExitCode } from "../errors.js";
+import { pickFreePort } from "../../telemetry/server.js";
 import { startLocalStack, type LocalStack } from "../stack.js";
 import { DEFAULT_STORE_URI, displayStoreUri } from "../store.js";
 import { DEFAULT_TEMPORAL_ADDRESS } from "../temporal.js";
@@ -22,12 +23,17 @@ export function registerDev(program: Command): void {
     .option("--port <port>", "Temporal frontend port (clients use TEMPORAL_ADDRESS=<ip>:<port>)", "7233")
     .option("--ui-port <port>", "Temporal Web UI port", "8233")
     .option("--metrics-port <port>", "the worker's Prometheus /metrics port (default: env METATRAIN_METRICS_PORT, else 9464)")
+    .option("--temporal-metrics-port <port>", "the worker's Temporal SDK metrics port; 0 picks a free one (default: env METATRAIN_TEMPORAL_METRICS_PORT, else 9465)")
     .option("--quiet", "do not echo the worker's log lines (they are in <dir>/worker.log)")
-    .action(async (opts: { dir: string; ip: string; port: string; uiPort: string; metricsPort?: string; quiet?: boolean }) => {
+    .action(async (opts: { dir: string; ip: string; port: string; uiPort: string; metricsPort?: string; temporalMetricsPort?: string; quiet?: boolean }) => {
       const port = intOption("--port", opts.port, 1, 65535);
       const uiPort = intOption("--ui-port", opts.uiPort, 1, 65535);
       const metricsRaw = opts.metricsPort ?? process.env.METATRAIN_METRICS_PORT ?? "9464";
       const metricsPort = intOption(opts.metricsPort ? "--metrics-port" : "METATRAIN_METRICS_PORT", metricsRaw, 1, 65535);
+      const sdkRaw = opts.temporalMetricsPort ?? process.env.METATRAIN_TEMPORAL_METRICS_PORT?.trim() ?? "";
+      const sdkPicked = sdkRaw === "" ? undefined : intOption(opts.temporalMetricsPort ? "--temporal-metrics-port" : "METATRAIN_TEMPORAL_METRICS_PORT", sdkRaw, 0, 65535);
+      // 0: picked here rather than by the worker, so that the line below can say where it is.
+      const temporalMetricsPort = sdkPicked === 0 ? await pickFreePort(opts.ip) : sdkPicked;
       const say = (line: string) => process.stdout.write(`metatrain dev: ${line}\n`);
       let died: ((what: string) => void) | undefined;
       const diedP = new Promise<string>((res) => (died = res));
@@ -41,6 +47,7 @@ export function registerDev(program: Command): void {
         port,
         uiPort,
         metricsPort,
+        ...(temporalMetricsPort !== undefined ? { temporalMetricsPort } : {}),
         say,
         workerLine: opts.quiet ? undefined : (line) => process.stdout.write(`  worker | ${line}\n`),
         onExit: (what, code) => died?.(`the ${what === "temporal" ? "Temporal dev server" : "worker"} exited (code ${code})`),
@@ -60,7 +67,7 @@ export function registerDev(program: Command): void {
           "metatrain dev: local stack ready",
           `  Temporal   ${stack.address} (namespace ${stack.namespace}; pid ${stack.serverPid ?? "?"})`,
           `  Web UI     ${stack.uiUrl}`,
-          `  metrics    ${stack.metricsUrl}`,
+          `  metrics    ${stack.metricsUrl} (Temporal SDK: ${stack.temporalMetricsUrl})`,
           `  store      ${stack.storeUri}`,
           `  worker     role all (pid ${stack.workerPid ?? "?"}), log ${stack.dir}/worker.log`,
           "",

@@ -1,6 +1,6 @@
 // `metatrain export <checkpoint> --out DIR [--json]`: the meta-learned initialisation as TensorFlow.js files (tf.io weights; a Layers model.json where possible).
-import { existsSync, readdirSync } from "node:fs";
-import { resolve } from "node:path";
+import { readdirSync, statSync } from "node:fs";
+import { dirname, resolve } from "node:path";
 import type { Command } from "commander";
 import { CliError, ExitCodes } from "../errors.js";
 import { loadCheckpoint, loadCheckpointParams } from "../store.js";
@@ -15,9 +15,7 @@ export function registerExport(program: Command): void {
     .option("--json", "print metatrain.json's content")
     .action(async (arg: string, opts: { out: string; force?: boolean; json?: boolean }) => {
       const out = resolve(opts.out);
-      if (existsSync(out) && readdirSync(out).length > 0 && !opts.force) {
-        throw new CliError(`--out ${opts.out} is not empty`, ExitCodes.badInput, "choose a new directory, or pass --force to overwrite the export files in it");
-      }
+      checkOutDir(opts.out, out, opts.force ?? false);
       const ckpt = await loadCheckpoint(arg);
       const [{ selectBackend }, { build }, { writeExport }, { dispose }, { modelParamsOf }] = await Promise.all([
         import("../../meta/backend.js"),
@@ -52,4 +50,33 @@ export function registerExport(program: Command): void {
       ];
       process.stdout.write(`${lines.join("\n")}\n`);
     });
+}
+
+/** A path's kind: a directory, something else, absent, or under a file (ENOTDIR). */
+function pathKind(p: string): "dir" | "file" | "absent" | "under-file" {
+  try {
+    return statSync(p).isDirectory() ? "dir" : "file";
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === "ENOENT") return "absent";
+    if (code === "ENOTDIR") return "under-file";
+    throw e;
+  }
+}
+
+/** `--out` must be a directory that is absent or empty (or any directory with --force), under directories, before anything is read. */
+function checkOutDir(given: string, out: string, force: boolean): void {
+  const kind = pathKind(out);
+  if (kind === "file") {
+    throw new CliError(`--out ${given} is a file, not a directory`, ExitCodes.badInput, "give a directory to write the export into (absent or empty; it is created)");
+  }
+  if (kind === "dir" && !force && readdirSync(out).length > 0) {
+    throw new CliError(`--out ${given} is not empty`, ExitCodes.badInput, "choose a new directory, or pass --force to overwrite the export files in it");
+  }
+  if (kind === "under-file" || kind === "absent") {
+    // Creating --out fails with ENOTDIR when one of its ancestors is a file: name that file.
+    let p = dirname(out);
+    while (dirname(p) !== p && pathKind(p) !== "file" && pathKind(p) !== "dir") p = dirname(p);
+    if (pathKind(p) === "file") throw new CliError(`--out ${given} is under ${p}, which is a file`, ExitCodes.badInput, "give a directory path whose parents are directories");
+  }
 }

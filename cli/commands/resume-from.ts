@@ -2,7 +2,7 @@
 import type { Command } from "commander";
 import { resolveConfig } from "../config.js";
 import { secondsOption, setExitCode } from "../errors.js";
-import { displayStoreUri, loadCheckpoint, storeUriFromEnv } from "../store.js";
+import { checkResumable, displayStoreUri, loadCheckpoint, storeUriFromEnv } from "../store.js";
 import { withTemporal } from "../temporal.js";
 import { checkRunId, newRunId, startRun } from "./submit.js";
 import { collect } from "./config.js";
@@ -26,7 +26,9 @@ export function registerResumeFrom(program: Command): void {
       }
       // Without --set, the workflow takes the config from the checkpoint itself.
       const config = opts.set.length ? resolveConfig({ base: ckpt.manifest.config, set: opts.set }) : null;
-      const runId = checkRunId(opts.runId ?? newRunId(`${ckpt.manifest.runId.slice(0, 24)}-from-${ckpt.manifest.iteration}`));
+      const runIdGiven = opts.runId === undefined ? undefined : checkRunId(opts.runId);
+      await checkResumable(ckpt, config);
+      const runId = runIdGiven ?? checkRunId(newRunId(`${ckpt.manifest.runId.slice(0, 24)}-from-${ckpt.manifest.iteration}`));
       const cfg = config ?? ckpt.manifest.config;
       const code = await withTemporal((s) =>
         startRun(s, runId, config, ckpt.manifestKey, { json: opts.json, watch: opts.watch, intervalMs },

@@ -101,6 +101,10 @@ export function registerSubmit(program: Command): void {
     .option("--interval <seconds>", "with --watch: poll interval", "1")
     .option("--json", "print JSON: {runId, namespace, taskQueue, executionRunId, resumeFrom, config}; with --watch, NDJSON progress events")
     .action(async (file: string | undefined, opts: { preset?: string; set: string[]; runId?: string; watch?: boolean; interval: string; json?: boolean }) => {
+      // A run is a deliberate choice: defaults alone are a 100-iteration sinusoid run nobody asked for.
+      if (file === undefined && opts.preset === undefined) {
+        throw new CliError("no run config given: submit needs a config file or --preset", ExitCodes.badInput, "e.g. metatrain submit --preset sinusoid-maml (`metatrain presets` lists them), or metatrain submit run.yaml");
+      }
       const config = resolveConfig({ file, preset: opts.preset, set: opts.set });
       const runId = checkRunId(opts.runId ?? newRunId(opts.preset ?? `${config.task.family}-${config.algorithm}`));
       // A valid config still starts; tiny shards only waste time, which the user should hear about.

@@ -1,6 +1,6 @@
 // Labelled image sets held in memory, and the generic N-way K-shot classification family over them.
 import { Rng, deriveSeed, Stream } from "../rng.js";
-import type { Examples, Task, TaskFamily, TaskSplit } from "./types.js";
+import { DataSetLimitError, type Examples, type Task, type TaskFamily, type TaskSplit } from "./types.js";
 
 /** One class of an image set: its images are `imageCount` consecutive images from `firstImage`. */
 export interface ImageClass {
@@ -187,7 +187,7 @@ export function imageSetFamily(set: ImageSet, opts: ImageSetFamilyOptions): Imag
       if (seen.has(ci)) throw new Error(`${where}: split '${split}' lists class ${ci} ('${c.name}') twice`);
       seen.add(ci);
       if (c.imageCount < perClass) {
-        throw new Error(
+        throw new DataSetLimitError(
           `${where}: class ${ci} ('${c.name}') of split '${split}' has ${c.imageCount} images, but a task needs ` +
             `shots + queryShots = ${shots} + ${queryShots} = ${perClass} distinct images per class; ` +
             `lower shots/queryShots or leave the class out of the split`,
@@ -195,7 +195,7 @@ export function imageSetFamily(set: ImageSet, opts: ImageSetFamilyOptions): Imag
       }
     }
     if (classes.length > 0 && classes.length * rotCount < ways) {
-      throw new Error(
+      throw new DataSetLimitError(
         `${where}: split '${split}' has ${classes.length * rotCount} classes, fewer than ways = ${ways}; ` +
           `lower ways or put more classes in the split`,
       );

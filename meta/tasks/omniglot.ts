@@ -52,6 +52,42 @@ export interface OmniglotOptions {
   rotations?: boolean;
 }
 
+/** Drawings of each Omniglot character (the data's README): shots + queryShots must fit in them. */
+export const OMNIGLOT_DRAWINGS = 20;
+/** Characters in the authors' background and evaluation sets (the data's README). */
+export const OMNIGLOT_CHARACTERS = { background: 964, evaluation: 659 } as const;
+
+/**
+ * Task classes of a split's train and test pools as `omniglotSplits` (validation: false) and the
+ * families' rotations make them: "vinyals" 1200 / 423 characters × 4 rotations, the authors' split
+ * 964 / 659 characters.
+ */
+export function omniglotClassCounts(split: OmniglotSplit): { train: number; test: number } {
+  const total = OMNIGLOT_CHARACTERS.background + OMNIGLOT_CHARACTERS.evaluation;
+  return split === "vinyals"
+    ? { train: 4 * VINYALS_TRAIN_CHARACTERS, test: 4 * (total - VINYALS_TRAIN_CHARACTERS) }
+    : { train: OMNIGLOT_CHARACTERS.background, test: OMNIGLOT_CHARACTERS.evaluation };
+}
+
+/**
+ * Data-set limits of an Omniglot task config, known without loading the data: `perClass` distinct
+ * drawings of each class (`perKey` names the keys that add up to it) and `ways` classes in both the
+ * train and the test pool of the split. The family checks the same against the loaded data.
+ */
+export function omniglotLimits(o: { split: OmniglotSplit; ways: number }, perClass: number, perKeys: string): { key: string; message: string }[] {
+  const out: { key: string; message: string }[] = [];
+  if (perClass > OMNIGLOT_DRAWINGS) {
+    out.push({ key: perKeys.split(" ")[0]!, message: `${perKeys} = ${perClass} images per class, but each Omniglot character has ${OMNIGLOT_DRAWINGS} drawings; lower them to a total ≤ ${OMNIGLOT_DRAWINGS}` });
+  }
+  const counts = omniglotClassCounts(o.split);
+  const fewest = Math.min(counts.train, counts.test);
+  if (o.ways > fewest) {
+    const which = counts.test <= counts.train ? "test" : "train";
+    out.push({ key: "ways", message: `ways ${o.ways} is more than the ${fewest} classes of the '${o.split}' split's ${which} pool; set ways ≤ ${fewest}${o.split === "background-evaluation" ? " or split: vinyals" : ""}` });
+  }
+  return out;
+}
+
 /** Concatenations of (background, evaluation), so repeated families share one 25 MB copy. */
 const pooledCache = new WeakMap<ImageSet, WeakMap<ImageSet, ImageSet>>();
 
@@ -181,5 +217,6 @@ export const omniglotSpec: FamilySpec<{ family: "omniglot"; split: OmniglotSplit
   kind: "classification",
   summary: "Omniglot N-way K-shot, 28×28 or 105×105 (Lake et al. 2015; the Vinyals or the authors' split)",
   shape: (o) => ({ inputShape: [o.resolution, o.resolution, 1], outputs: o.ways }),
+  limits: (o) => omniglotLimits(o, o.shots + o.queryShots, "shots + queryShots"),
   build: buildOmniglot,
 };

@@ -3,7 +3,7 @@
 import { z } from "zod";
 import { deriveSeed, Rng, Stream } from "../rng.js";
 import { imageSetFamily, validateImageSet, writeImage, type ImageSet, type ImageSetSplits, type TaskClass } from "./imageset.js";
-import { omniglotSplits, type OmniglotResolution, type OmniglotSplit } from "./omniglot.js";
+import { omniglotLimits, omniglotSplits, type OmniglotResolution, type OmniglotSplit } from "./omniglot.js";
 import type { DataPort, Examples, FamilySpec, Task, TaskFamily, TaskSplit } from "./types.js";
 
 export interface ImageSequenceOptions {
@@ -219,5 +219,6 @@ export const omniglotSequenceSpec: FamilySpec<OmniglotSequenceConfig> = {
   kind: "sequence",
   summary: "Omniglot image sequences, N classes × M instances, labels shuffled per episode and shown one step late (Santoro et al. 2016)",
   shape: (o) => ({ inputShape: [o.size * o.size + o.ways], outputs: o.ways }),
+  limits: (o) => omniglotLimits(o, o.instances, "instances"),
   build: buildOmniglotSequence,
 };

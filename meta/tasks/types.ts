@@ -66,5 +66,19 @@ export interface FamilySpec<O extends { family: string } = { family: string }> {
   readonly summary: string;
   /** Shape of one input and output units, known without loading data (for model checks). */
   shape(options: O): { inputShape: number[]; outputs: number };
+  /**
+   * What the options ask of the data set beyond what it holds, known without loading it (images
+   * per class, classes per split): each problem's `task.*` key and a message saying what to change.
+   * Checked by the run-config schema, so `config`/`submit` refuse it; default none.
+   */
+  limits?(options: O): { key: string; message: string }[];
   build(options: O, data: DataPort): TaskFamily;
+}
+
+/**
+ * The options ask more of a data set than it holds (images per class, classes in a split): no
+ * retry can help, only other options. Activities map it to the non-retryable `DataSetLimit`.
+ */
+export class DataSetLimitError extends Error {
+  override readonly name = "DataSetLimit";
 }

@@ -38,14 +38,22 @@ export interface DevStack {
   stop(): Promise<void>;
 }
 
-/** Start `metatrain dev --dir <dir>/stack` and wait (up to 4 minutes) until it is ready. */
-export async function startDevStack(dir: string, cwd = dir): Promise<DevStack> {
+/**
+ * Start `metatrain dev --dir <dir>/stack` and wait (up to 4 minutes) until it is ready. The Temporal
+ * SDK metrics port is a free one in METATRAIN_TEMPORAL_METRICS_PORT, unless `temporalMetricsPortFlag`
+ * is given: then it is passed as `--temporal-metrics-port` (e.g. "0") and the variable is unset.
+ */
+export async function startDevStack(dir: string, cwd = dir, o: { temporalMetricsPortFlag?: string } = {}): Promise<DevStack> {
   const ports = { port: await freePort(), uiPort: await freePort(), metricsPort: await freePort(), sdkMetricsPort: await freePort() };
   const base = cleanEnv();
+  const flag = o.temporalMetricsPortFlag;
   const child = spawnTracked(
     process.execPath,
-    [METATRAIN_BIN, "dev", "--dir", join(dir, "stack"), "--port", String(ports.port), "--ui-port", String(ports.uiPort), "--metrics-port", String(ports.metricsPort), "--quiet"],
-    { cwd, env: { ...base, TEMPORAL_CLI_PATH: findTemporal()!, METATRAIN_TEMPORAL_METRICS_PORT: String(ports.sdkMetricsPort) } },
+    [
+      METATRAIN_BIN, "dev", "--dir", join(dir, "stack"), "--port", String(ports.port), "--ui-port", String(ports.uiPort), "--metrics-port", String(ports.metricsPort), "--quiet",
+      ...(flag !== undefined ? ["--temporal-metrics-port", flag] : []),
+    ],
+    { cwd, env: { ...base, TEMPORAL_CLI_PATH: findTemporal()!, ...(flag === undefined ? { METATRAIN_TEMPORAL_METRICS_PORT: String(ports.sdkMetricsPort) } : {}) } },
   );
   let out = "";
   child.stdout!.on("data", (c: Buffer) => (out += c.toString()));

@@ -4,11 +4,14 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as tf from "@tensorflow/tfjs";
+import { ApplicationFailure, Client, Connection, WorkflowFailedError } from "@temporalio/client";
+import { TASK_QUEUES, WORKFLOW_TYPE } from "../../contracts/queues.js";
+import { parseRunConfig } from "../../meta/run-config.js";
 import type { RunStatusJson } from "../../cli/runs.js";
 import type { EvalJson } from "../../cli/commands/eval.js";
 import type { SubmitJson } from "../../cli/commands/submit.js";
@@ -233,11 +236,69 @@ describe("metatrain CLI on a real local stack", { skip: skipReason(), timeout: 6
     // α = 1e30 sends the first inner step to ±Inf: the shard reports NonFiniteLoss, which is never retried.
     const r = await cli(["submit", "--preset", "sinusoid-maml", "--set", "innerLr=1e30", "--set", "iterations=3", "--run-id", "cli-nan", "--watch", "--interval", "0.5"]);
     assert.equal(r.code, ExitCodes.failure, `${r.out}\n${r.err}`);
-    assert.match(r.out, /run cli-nan failed: NonFiniteLoss: /);
+    assert.match(r.out, /run cli-nan failed at iteration 0\/3: NonFiniteLoss: /);
     const s = await json<RunStatusJson>(["status", "cli-nan"]);
     assert.equal(s.status, "failed");
     assert.equal(s.error!.type, "NonFiniteLoss");
     assert.ok(s.closedAt);
+  });
+
+  test("a config sent by another client: typos at any depth and data-set limits fail the run at once, non-retryable, with the nearest name", async () => {
+    const connection = await Connection.connect({ address: env.TEMPORAL_ADDRESS! });
+    try {
+      const client = new Client({ connection });
+      const base = parseRunConfig({ iterations: 2 }) as unknown as Record<string, unknown>;
+      const omniglot = { ...(parseRunConfig({ task: { family: "omniglot" }, model: { kind: "omniglot-mlp" }, iterations: 2 }) as unknown as Record<string, unknown>) };
+      for (const [runId, config, re] of [
+        ["raw-nested", { ...base, failurePolicy: { minShardFractoin: 0.5 } }, /unknown config key 'failurePolicy.minShardFractoin' \(did you mean 'failurePolicy.minShardFraction'\?\)/],
+        ["raw-top", { ...base, iteratons: 5 }, /unknown config key 'iteratons' \(did you mean 'iterations'\?\)/],
+        ["raw-family", { ...base, task: { family: "sinusoid", shots: 10, queryShots: 10, ways: 5 } }, /unknown config key 'task.ways'/],
+        ["raw-limit", { ...omniglot, task: { ...(omniglot.task as object), shots: 19, queryShots: 15 } }, /shots \+ queryShots = 34 images per class, but each Omniglot character has 20 drawings/],
+      ] as const) {
+        const t0 = Date.now();
+        const handle = await client.workflow.start(WORKFLOW_TYPE, { taskQueue: TASK_QUEUES.coordinator, workflowId: runId, args: [{ runId, config }] });
+        const e = await handle.result().then(() => undefined, (x: unknown) => x);
+        assert.ok(e instanceof WorkflowFailedError, `${runId}: ${String(e)}`);
+        // The workflow's own ApplicationFailure, or the first activity's (initRun) under it.
+        let app: ApplicationFailure | undefined;
+        for (let c: unknown = e.cause; c instanceof Error; c = c.cause) if (c instanceof ApplicationFailure) app = app ?? c;
+        assert.equal(app?.type, "InvalidRunConfig", `${runId}: ${e.cause?.message}`);
+        assert.match(e.cause!.message, re, runId);
+        assert.ok(Date.now() - t0 < 20_000, `${runId}: failed after ${Date.now() - t0} ms (retried?)`);
+      }
+    } finally {
+      await connection.close();
+    }
+  });
+
+  test("status and watch of a run that ended mid-way: the iteration it stopped at and the newest stored checkpoint to resume from", async () => {
+    // Checkpoints every 2 iterations and a new execution every 3: the current execution's input is
+    // then behind where the run stopped, and its checkpoint behind the newest one in the store.
+    const started = await cli(["submit", "--preset", "sinusoid-maml", "--set", "iterations=100000", "--set", "checkpointEvery=2", "--set", "continueAsNewEvery=3", "--run-id", "cli-t"]);
+    assert.equal(started.code, 0, started.err);
+    const seen = await statusUntil("cli-t", (s) => (s.iteration ?? 0) >= 7, "seven iterations");
+    const connection = await Connection.connect({ address: env.TEMPORAL_ADDRESS! });
+    try {
+      await new Client({ connection }).workflow.getHandle("cli-t").terminate("test: stop a run mid-way");
+    } finally {
+      await connection.close();
+    }
+    const s = await json<RunStatusJson>(["status", "cli-t"]);
+    assert.equal(s.status, "terminated");
+    assert.ok(s.iteration! >= seen.iteration!, `stopped at ${s.iteration}, but ${seen.iteration} were seen done`);
+    const ckptDir = join(fileURLToPath(storeUri), "runs", "cli-t", "checkpoints");
+    const stored = readdirSync(ckptDir).filter((d) => /^\d{8}$/.test(d)).map(Number);
+    const newest = Math.max(...stored);
+    assert.equal(s.checkpointIteration, newest, `stored checkpoints ${stored.join(", ")}`);
+    assert.equal(s.checkpointKey, `runs/cli-t/checkpoints/${String(newest).padStart(8, "0")}/manifest.json`);
+    assert.ok(newest <= s.iteration! && newest >= s.iteration! - 2, `checkpoint ${newest} for a run stopped at ${s.iteration}`);
+    const text = await cli(["status", "cli-t"]);
+    assert.match(text.out, new RegExp(`^run cli-t: terminated, iteration ${s.iteration}/100000$`, "m"));
+    assert.ok(text.out.includes(`resume with  metatrain resume-from ${s.checkpoint}`), text.out);
+    const w = await cli(["watch", "cli-t"]);
+    assert.equal(w.code, ExitCodes.failure, w.err);
+    assert.match(w.out, new RegExp(`^run cli-t terminated at iteration ${s.iteration}/100000`, "m"));
+    assert.ok(w.out.includes(`checkpoint ${s.checkpoint} (iteration ${newest})`), w.out);
   });
 
   test("eval: MSE with a 95% CI on held-out tasks, the same number the run's own evaluation gave", async () => {

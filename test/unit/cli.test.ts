@@ -11,11 +11,12 @@ import { main } from "../../cli/main.js";
 import { ExitCodes } from "../../cli/errors.js";
 import { resolveConfig } from "../../cli/config.js";
 import { configReferenceMarkdown } from "../../cli/schema.js";
-import { parseCheckpointRef, displayStoreUri } from "../../cli/store.js";
-import { findTemporalCli } from "../../cli/stack.js";
+import { parseCheckpointRef, displayStoreUri, latestGoodCheckpoint } from "../../cli/store.js";
+import { acquireDevLock, findTemporalCli } from "../../cli/stack.js";
+import { pickFreePort } from "../../telemetry/server.js";
 import { layersDiscrepancy, layersModelFor, writeExport } from "../../cli/export-model.js";
 import { endLines, progressText } from "../../cli/watch.js";
-import type { RunStatusJson } from "../../cli/runs.js";
+import { iterationOfActivity, statusLines, type RunStatusJson } from "../../cli/runs.js";
 import { newRunId } from "../../cli/commands/submit.js";
 import { parseRunConfig } from "../../meta/run-config.js";
 import { conv4, mlp, omniglotMlp, sinusoidMlp } from "../../meta/models.js";
@@ -57,7 +58,7 @@ describe("cli: input errors, before any service is contacted", () => {
   });
 
   test("unknown config key, top-level or nested: the nearest key, exit 2", async () => {
-    let r = await run("submit", "--set", "innerLR=0.1");
+    let r = await run("submit", "--preset", "sinusoid-maml", "--set", "innerLR=0.1");
     assert.equal(r.code, ExitCodes.badInput);
     assert.match(r.err, /unknown config key 'innerLR' \(did you mean 'innerLr'\?\)/);
     assertOneLineError(r.err);
@@ -70,6 +71,27 @@ describe("cli: input errors, before any service is contacted", () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  test("data-set limits and another family's keys, at config and at submit: one line, exit 2", async () => {
+    const omni = ["--preset", "omniglot-5w1s-maml-mlp"];
+    for (const cmd of ["config", "submit"]) {
+      let r = await run(cmd, ...omni, "--set", "task.shots=19", "--set", "task.queryShots=15");
+      assert.equal(r.code, ExitCodes.badInput, cmd);
+      assert.match(r.err, /task.shots: shots \+ queryShots = 34 images per class, but each Omniglot character has 20 drawings; lower them to a total ≤ 20/);
+      assertOneLineError(r.err);
+      r = await run(cmd, ...omni, "--set", "task.split=background-evaluation", "--set", "task.ways=700");
+      assert.equal(r.code, ExitCodes.badInput, cmd);
+      assert.match(r.err, /task.ways: ways 700 is more than the 659 classes of the 'background-evaluation' split's test pool; set ways ≤ 659/);
+      r = await run(cmd, "--preset", "sinusoid-maml", "--set", "task.ways=5");
+      assert.equal(r.code, ExitCodes.badInput, cmd);
+      assert.match(r.err, /task.ways is not a key of task.family sinusoid \(it belongs to omniglot, omniglot-sequence\); remove it or set task.family/);
+      assertOneLineError(r.err);
+    }
+    // A family's own key without a family selects the default family, as a config without `task` does.
+    const r = await run("config", "--json", "--set", "task.shots=7");
+    assert.equal(r.code, 0, r.err);
+    assert.deepEqual(JSON.parse(r.out).task, { family: "sinusoid", shots: 7, queryShots: 10 });
   });
 
   test("invalid values name the allowed range, exit 2", async () => {
@@ -90,7 +112,7 @@ describe("cli: input errors, before any service is contacted", () => {
 
   test("a bad run id, option value or checkpoint URI is bad input (exit 2)", async () => {
     for (const [argv, re] of [
-      [["submit", "--run-id", "-bad id"], /run id '-bad id' is not valid/],
+      [["submit", "--preset", "sinusoid-maml", "--run-id", "-bad id"], /run id '-bad id' is not valid/],
       [["watch", "x", "--interval", "soon"], /--interval must be a positive number of seconds, got 'soon'/],
       [["list", "--limit", "0"], /--limit must be an integer from 1 to 1000/],
       [["eval", "http://example.com/x"], /'http:\/\/example.com\/x' is not a checkpoint URI/],
@@ -115,6 +137,34 @@ describe("cli: input errors, before any service is contacted", () => {
     }
   });
 
+  test("a bare submit (no config file, no preset) is refused, exit 2, saying what to give", async () => {
+    for (const argv of [["submit"], ["submit", "--set", "iterations=5"]]) {
+      const r = await run(...argv);
+      assert.equal(r.code, ExitCodes.badInput, argv.join(" "));
+      assert.match(r.err, /no run config given: submit needs a config file or --preset\n.*`metatrain presets` lists them/);
+      assertOneLineError(r.err);
+    }
+  });
+
+  test("export --out an existing file, or a path under one: a clear error, exit 2, not ENOTDIR", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "metatrain-cli-"));
+    try {
+      const file = join(dir, "model.bin");
+      writeFileSync(file, "x");
+      const ckpt = `file://${dir}/runs/r/checkpoints/latest.json`;
+      let r = await run("export", ckpt, "--out", file);
+      assert.equal(r.code, ExitCodes.badInput, r.err);
+      assert.match(r.err, /--out .*model.bin is a file, not a directory/);
+      assertOneLineError(r.err);
+      r = await run("export", ckpt, "--out", join(file, "sub"));
+      assert.equal(r.code, ExitCodes.badInput, r.err);
+      assert.match(r.err, /--out .*model.bin\/sub is under .*model.bin, which is a file/);
+      assert.doesNotMatch(r.err, /ENOTDIR/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   test("usage errors exit 2; --help exits 0", async () => {
     assert.equal((await run("status")).code, ExitCodes.badInput); // missing <run>
     assert.equal((await run("frobnicate")).code, ExitCodes.badInput);
@@ -131,6 +181,167 @@ describe("cli: input errors, before any service is contacted", () => {
   test("new run ids are valid and readable", () => {
     const id = newRunId("sinusoid-maml", new Date("2024-06-01T12:34:56Z"));
     assert.match(id, /^sinusoid-maml-20240601-123456-[0-9a-f]{4}$/);
+  });
+});
+
+describe("cli: resume-from is checked before a run starts", () => {
+  // A file store with two checkpoints of a sinusoid MAML run (iterations 10 and 30, of 40), their
+  // parameters from two seeds so that each checkpoint has its own blob. TEMPORAL_ADDRESS points at
+  // a closed port: a command that got as far as starting a run would exit 3, not 2.
+  const dir = mkdtempSync(join(tmpdir(), "metatrain-resume-"));
+  const uri = `file://${dir}/runs/r1/checkpoints/latest.json`;
+  const keys: { paramsKey: string; optimKey: string }[] = [];
+  const saved = { TEMPORAL_ADDRESS: process.env.TEMPORAL_ADDRESS, METATRAIN_STORE: process.env.METATRAIN_STORE };
+  after(() => {
+    rmSync(dir, { recursive: true, force: true });
+    for (const [k, v] of Object.entries(saved)) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+  });
+
+  test("setup: two checkpoints in a file store", async () => {
+    await useCpu();
+    const { createActivities } = await import("../../activities/index.js");
+    const { openStore } = await import("../../storage/blobstore.js");
+    const acts = createActivities({ store: await openStore(`file://${dir}`), context: () => ({ heartbeat() {}, signal: new AbortController().signal }) });
+    const config = parseRunConfig({ algorithm: "maml", iterations: 40 });
+    for (const [seed, iteration] of [[1, 10], [2, 30]] as const) {
+      const k = await acts.initRun({ runId: `r1-seed${seed}`, config: { ...config, seed } });
+      keys.push(k);
+      await acts.writeCheckpoint({ manifest: { runId: "r1", iteration, ...k, config, metaLr: config.metaLr, metrics: {} } });
+    }
+    process.env.TEMPORAL_ADDRESS = "127.0.0.1:1";
+    process.env.METATRAIN_STORE = `file://${dir}`;
+  });
+
+  test("another algorithm, model or fewer iterations than done: refused, exit 2, one line", async () => {
+    for (const [set, re] of [
+      ["algorithm=reptile", /cannot resume from .*checkpoints\/0*30\/manifest.json: algorithm: the checkpoint was trained with maml/],
+      ["iterations=20", /iterations: the checkpoint is at iteration 30, past iterations 20; set iterations ≥ 30/],
+    ] as const) {
+      const r = await run("resume-from", uri, "--set", set);
+      assert.equal(r.code, ExitCodes.badInput, `${set}: ${r.err}`);
+      assert.match(r.err, re);
+      assert.match(r.err, /nothing was started/);
+      assertOneLineError(r.err);
+    }
+    // Another model: an Omniglot config cannot take the sinusoid MLP's parameters.
+    const r = await run("resume-from", uri, "--set", "task.family=omniglot", "--set", "model.kind=omniglot-mlp");
+    assert.equal(r.code, ExitCodes.badInput, r.err);
+    assert.match(r.err, /model: the checkpoint's parameters are for model \{"kind":"sinusoid-mlp"\}/);
+  });
+
+  test("a compatible resume gets as far as Temporal (exit 3 here: no server)", async () => {
+    const r = await run("resume-from", uri, "--set", "iterations=50");
+    assert.equal(r.code, ExitCodes.unreachable, r.err);
+  });
+
+  test("status of an ended run: the newest checkpoint in the store that verifies", async () => {
+    const { openStore } = await import("../../storage/blobstore.js");
+    assert.deepEqual(await latestGoodCheckpoint(await openStore(`file://${dir}`), "r1"), { manifestKey: "runs/r1/checkpoints/00000030/manifest.json", iteration: 30 });
+    assert.equal(await latestGoodCheckpoint(await openStore(`file://${dir}`), "nope"), undefined);
+  });
+
+  test("a checkpoint whose parameters fail verification: refused, naming the newest good one; none good: refused", async () => {
+    const flip = (key: string) => {
+      const path = join(dir, ...key.split("/"));
+      const b = readFileSync(path);
+      b[b.length - 5]! ^= 0x01;
+      writeFileSync(path, b);
+    };
+    flip(keys[1]!.paramsKey);
+    let r = await run("resume-from", uri);
+    assert.equal(r.code, ExitCodes.badInput, r.err);
+    assert.match(r.err, /the checkpoint .*checkpoints\/0*30\/manifest.json fails verification/);
+    assert.match(r.err, new RegExp(`resume from the newest one that verifies: metatrain resume-from file://${dir}/runs/r1/checkpoints/00000010/manifest.json`));
+    assertOneLineError(r.err);
+    const { openStore } = await import("../../storage/blobstore.js");
+    assert.deepEqual(await latestGoodCheckpoint(await openStore(`file://${dir}`), "r1"), { manifestKey: "runs/r1/checkpoints/00000010/manifest.json", iteration: 10 });
+    flip(keys[0]!.paramsKey);
+    assert.equal(await latestGoodCheckpoint(await openStore(`file://${dir}`), "r1"), undefined);
+    r = await run("resume-from", uri);
+    assert.equal(r.code, ExitCodes.badInput, r.err);
+    assert.match(r.err, /cannot be resumed from: .*no earlier checkpoint of the run verifies either/s);
+  });
+});
+
+describe("cli: dev's lock and ports", () => {
+  const dir = mkdtempSync(join(tmpdir(), "metatrain-dev-"));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+  const lock = join(dir, "dev.lock");
+  // A pid that is surely dead: a child that has exited (and been reaped).
+  const deadPid = spawnSync(process.execPath, ["-e", ""]).pid!;
+
+  test("dev.lock holds the pid; a live holder refuses a second stack; release removes only our own lock", () => {
+    const release = acquireDevLock(dir);
+    assert.equal(readFileSync(lock, "utf8").trim(), String(process.pid));
+    // The test runner's parent is alive: as if another `metatrain dev` held the directory.
+    assert.throws(() => acquireDevLock(dir, process.ppid), (e: Error) => new RegExp(`is in use by another \`metatrain dev\` \\(pid ${process.pid}; ${lock}\\)`).test(e.message));
+    release();
+    assert.throws(() => readFileSync(lock), /ENOENT/);
+    writeFileSync(lock, `${process.ppid}\n`);
+    release(); // not ours: kept
+    assert.equal(readFileSync(lock, "utf8").trim(), String(process.ppid));
+    rmSync(lock);
+  });
+
+  test("a stale lock (its pid dead, or garbage) is taken over", () => {
+    for (const stale of [`${deadPid}\n`, "not a pid"]) {
+      writeFileSync(lock, stale);
+      const release = acquireDevLock(dir);
+      assert.equal(readFileSync(lock, "utf8").trim(), String(process.pid));
+      release();
+    }
+  });
+
+  test("metatrain dev on a directory in use exits 1 with one line; a bad --temporal-metrics-port exits 2", async () => {
+    writeFileSync(lock, `${process.ppid}\n`);
+    try {
+      const r = await run("dev", "--dir", dir, "--port", String(await pickFreePort()), "--ui-port", String(await pickFreePort()));
+      assert.equal(r.code, ExitCodes.failure, r.err);
+      assert.match(r.err, /is in use by another `metatrain dev` \(pid \d+; .*dev\.lock\)\n  stop that one, or give this one another --dir/);
+      assertOneLineError(r.err);
+    } finally {
+      rmSync(lock, { force: true });
+    }
+    const r = await run("dev", "--dir", dir, "--temporal-metrics-port", "70000");
+    assert.equal(r.code, ExitCodes.badInput);
+    assert.match(r.err, /--temporal-metrics-port must be an integer from 0 to 65535, got '70000'/);
+  });
+
+  test("pickFreePort: a port that can be bound", async () => {
+    const port = await pickFreePort();
+    assert.ok(port > 0 && port < 65536);
+    const { createServer } = await import("node:net");
+    await new Promise<void>((res, rej) => {
+      const s = createServer().once("error", rej).listen(port, "127.0.0.1", () => s.close(() => res()));
+    });
+  });
+});
+
+describe("cli: the installed command runs compiled JavaScript only when it is fresh", () => {
+  test("dist/ after its build stamp is newer than every source file; not with METATRAIN_FROM_SOURCE", async () => {
+    // @ts-expect-error: a plain .mjs module without types
+    const { compiledIsFresh } = (await import("../../bin/compiled.mjs")) as { compiledIsFresh: (root: string, env?: Record<string, string>) => boolean };
+    const root = mkdtempSync(join(tmpdir(), "metatrain-bin-"));
+    try {
+      mkdirSync(join(root, "cli", "commands"), { recursive: true });
+      mkdirSync(join(root, "dist"));
+      const src = join(root, "cli", "commands", "x.ts");
+      writeFileSync(src, "");
+      assert.equal(compiledIsFresh(root, {}), false, "never built");
+      const stamp = join(root, "dist", ".build-stamp");
+      writeFileSync(stamp, "");
+      const { utimesSync } = await import("node:fs");
+      utimesSync(src, new Date(1_000_000), new Date(1_000_000));
+      assert.equal(compiledIsFresh(root, {}), true);
+      assert.equal(compiledIsFresh(root, { METATRAIN_FROM_SOURCE: "1" }), false);
+      utimesSync(src, new Date(), new Date(Date.now() + 60_000)); // edited after the build
+      assert.equal(compiledIsFresh(root, {}), false);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
   });
 });
 
@@ -262,6 +473,33 @@ describe("cli: progress text", () => {
       100,
     );
     assert.equal(t, "iteration 10/100 · paused · loss 1.610 → 0.720, acc 20.0% → 71.3% · eval acc 89.1% ± 1.1% (600 tasks, 3 steps, iteration 10)");
+  });
+
+  test("a failed run: the iteration it stopped at, the checkpoint to resume from and how", () => {
+    const r = {
+      runId: "r", status: "failed", iteration: 87, iterations: 150, algorithm: null, latest: null, evaluation: null, startedAt: null, warning: null,
+      checkpoint: "file:///s/runs/r/checkpoints/00000080/manifest.json", checkpointIteration: 80, error: { type: "NonFiniteLoss", message: "boom" },
+    } as unknown as RunStatusJson;
+    assert.deepEqual(endLines(r), [
+      "run r failed at iteration 87/150: NonFiniteLoss: boom",
+      "  checkpoint file:///s/runs/r/checkpoints/00000080/manifest.json (iteration 80)",
+      "  resume with metatrain resume-from file:///s/runs/r/checkpoints/00000080/manifest.json",
+    ]);
+    assert.deepEqual(statusLines(r).slice(0, 3), [
+      "run r: failed, iteration 87/150",
+      "  checkpoint   file:///s/runs/r/checkpoints/00000080/manifest.json (iteration 80)",
+      "  resume with  metatrain resume-from file:///s/runs/r/checkpoints/00000080/manifest.json",
+    ]);
+  });
+
+  test("where a closed execution stopped, from its newest scheduled activity", () => {
+    // Shards and the outer step work on iteration i (i done); a checkpoint and an evaluation follow iteration n.
+    assert.equal(iterationOfActivity("runShard", { iteration: 87, shardIndex: 2 }), 87);
+    assert.equal(iterationOfActivity("outerStep", { iteration: 87 }), 87);
+    assert.equal(iterationOfActivity("writeCheckpoint", { manifest: { iteration: 80 } }), 80);
+    assert.equal(iterationOfActivity("evaluate", { iteration: 80 }), 80);
+    assert.equal(iterationOfActivity("initRun", { runId: "r" }), 0);
+    assert.equal(iterationOfActivity("loadCheckpoint", { key: "k" }), undefined);
   });
 
   test("the end of a watched run: final post-adaptation MSE and the checkpoint", () => {
