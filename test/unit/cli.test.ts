@@ -31,7 +31,10 @@ async function run(...argv: string[]): Promise<{ code: number; out: string; err:
   let err = "";
   const o = process.stdout.write.bind(process.stdout);
   const e = process.stderr.write.bind(process.stderr);
-  process.stdout.write = ((s: string | Uint8Array) => ((out += String(s)), true)) as typeof process.stdout.write;
+  // Only strings: under `node --test` this file's results go to the runner as Buffers on this same
+  // stdout, and one swallowed here is a test never reported (the CLI itself writes strings).
+  process.stdout.write = ((s: string | Uint8Array, ...rest: unknown[]) =>
+    typeof s === "string" ? ((out += s), true) : (o as (...a: unknown[]) => boolean)(s, ...rest)) as typeof process.stdout.write;
   process.stderr.write = ((s: string | Uint8Array) => ((err += String(s)), true)) as typeof process.stderr.write;
   try {
     const code = await main(argv);
