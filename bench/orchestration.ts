@@ -278,6 +278,8 @@ async function main(): Promise<void> {
       const wide = await training(base(1, { metaBatchSize: scaleShards, shardSize: 1, iterations: 1, batchTasks: false }));
       const wideExec = (await executions(wide.id))[0]!;
       const wideRound = rounds(wideExec.events, "runShard", scaleShards);
+      const wideFloor = await floor(scaleShards, 1);
+      const wideFloorRound = rounds((await executions(wideFloor.id))[0]!.events, "noop", scaleShards);
       const long = await training(base(1, { iterations: scaleIterations, continueAsNewEvery: 100 }));
       const chain = await executions(long.id);
       results.scale = {
@@ -288,6 +290,8 @@ async function main(): Promise<void> {
           historyBytes: wideExec.bytes,
           fanOutMs: wideRound.firstFanOutMs,
           shardsThroughPerSecond: r1(scaleShards / (wideRound.firstFanOutMs / 1000)),
+          floorFanOutMs: wideFloorRound.firstFanOutMs,
+          floorNoopsThroughPerSecond: r1(scaleShards / (wideFloorRound.firstFanOutMs / 1000)),
           limits: "Temporal: 51,200 events and 50 MB per history (warnings at 10,240 events / 10 MB); 2,000 pending activities per execution",
         },
         longRun: {

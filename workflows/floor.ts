@@ -30,13 +30,31 @@ const { noop } = proxyActivities<FloorActivities>({
   retry: { maximumAttempts: 3 },
 });
 
+/**
+ * One round: every no-op at once, or — past the server's 2,000 pending activities per execution —
+ * a sliding window of FLOOR_WINDOW, as the meta-training workflow's own window (MAX_CONCURRENT_SHARDS).
+ */
+async function round(shards: number, ms: number): Promise<void> {
+  let next = 0;
+  const lane = async (): Promise<void> => {
+    while (next < shards) {
+      next++;
+      await noop({ ms });
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(FLOOR_WINDOW, shards) }, lane));
+}
+
+/** No-ops in flight at once, at most. */
+export const FLOOR_WINDOW = 1_000;
+
 /** Fan out `shards` no-ops per round for `rounds` rounds; returns the rounds done. */
 export async function orchestrationFloorWorkflow(input: FloorInput): Promise<number> {
   const every = input.continueAsNewEvery ?? input.rounds;
   let done = input.done ?? 0;
   for (let inThisRun = 0; done < input.rounds; done++, inThisRun++) {
     if (inThisRun === every) await continueAsNew<typeof orchestrationFloorWorkflow>({ ...input, done });
-    await Promise.all(Array.from({ length: input.shards }, () => noop({ ms: input.activityMs ?? 0 })));
+    await round(input.shards, input.activityMs ?? 0);
   }
   return done;
 }
