@@ -37,7 +37,7 @@ export function benchCases(o: { shard?: number; conv4?: boolean; conv4Shard?: nu
     { id: "omniglot-mlp", label: "omniglot MLP 784-256-128-64-64-5 (BN), 5-way 1-shot, 15 query, 5 steps", model: omniglotMlp(5), spec: { kind: "mlp", sizes: [784, 256, 128, 64, 64, 5], batchNorm: true }, family: omni, innerSteps: 5, innerLr: 0.4, shard },
   ];
   if (o.conv4) {
-    out.push({ id: "omniglot-conv4", label: "omniglot Conv4 (64, maxpool, BN), 5-way 1-shot, 15 query, 5 steps", model: conv4({ outputs: 5 }), spec: { kind: "conv4", inputShape: [28, 28, 1], filters: 64, outputs: 5, downsample: "maxpool", batchNorm: true }, family: omni, innerSteps: 5, innerLr: 0.4, shard: o.conv4Shard ?? 2 });
+    out.push({ id: "omniglot-conv4", label: "omniglot Conv4 (64, maxpool, BN), 5-way 1-shot, 15 query, 5 steps", model: conv4({ outputs: 5, taskBatched: true }), spec: { kind: "conv4", inputShape: [28, 28, 1], filters: 64, outputs: 5, downsample: "maxpool", batchNorm: true }, family: omni, innerSteps: 5, innerLr: 0.4, shard: o.conv4Shard ?? 2 });
   }
   return out;
 }
