@@ -5,7 +5,7 @@
 # A line-oriented server: bench/vs-torch.ts starts it and writes one JSON request per line on stdin,
 #   {"op": "case", "id", "spec", "kind", "innerSteps", "innerLr", "tasks": [{"sx","sxShape","sy","qx","qxShape","qy"}]}
 #       (arrays base64 little-endian: x float32, y float32 for regression, int32 class indices)
-#   {"op": "time", "id", "algorithm": "maml"|"fomaml"|"reptile", "variant": "vmap"|"loop"}
+#   {"op": "time", "id", "algorithm": "maml"|"fomaml"|"reptile", "variant": "vmap"|"loop", "threads"?: n}
 #   {"op": "quit"}
 # and reads one JSON answer per line on stdout ({"ms": ...} for "time": one shard, wall clock).
 # The tasks are the tfjs benchmark's own tasks (same data); parameters are drawn here (PyTorch's
@@ -236,6 +236,8 @@ def serve():
                 ans = {"ok": True, "torch": torch.__version__, "threads": torch.get_num_threads()}
             elif req["op"] == "time":
                 c = cases[req["id"]]
+                if "threads" in req:
+                    torch.set_num_threads(req["threads"])
                 t0 = time.perf_counter()
                 out = c.run(req["algorithm"], req["variant"])
                 ms = (time.perf_counter() - t0) * 1000
