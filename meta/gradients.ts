@@ -208,7 +208,12 @@ const comparisonGrads: readonly tf.GradConfig[] = [tf.Equal, tf.NotEqual, tf.Gre
  * tile), here one reshape and one Sum, whose summation order differs, so values agree to float32
  * rounding (last bits), not bitwise. Every gradient is built from differentiable ops on the saved
  * INPUTS (item 3 at the top), so they are themselves differentiable to any order; each is checked
- * against finite differences at first and second order in test/unit/gradients.test.ts.
+ * against finite differences at first and second order in test/unit/lean-gradients.test.ts.
+ *
+ * Not used, after checking: tf.fused.matMul (bias + activation). Under a gradient tape it runs the
+ * unfused ops anyway for any activation but 'linear' (tfjs-core's shouldFuse), and tfjs-node's
+ * _FusedMatMul kernel is itself matMul + add + activation composed in JS (no native fusion), so it
+ * cannot remove kernels here; its linear form does give the same second-order gradients on cpu.
  */
 /**
  * tf.matMul(a, b, transposeA, transposeB), straight to the BatchMatMul kernel when both are 3-D with
