@@ -4,6 +4,7 @@ import * as tf from "@tensorflow/tfjs";
 import { z } from "zod";
 import { Rng } from "./rng.js";
 import { batchMatMul3d } from "./gradients.js";
+import { batchNorm } from "./batch-norm.js";
 import type { TaskKind } from "./tasks/types.js";
 import type { Params } from "./params.js";
 
@@ -56,18 +57,11 @@ export function uniformTensor(rng: Rng, shape: number[], bound: number): tf.Tens
   return tf.tensor(data, shape, "float32");
 }
 
-const BN_EPS = 1e-5;
-
-/** Batch norm over every axis but the last (features), with learned scale and offset. */
-export function batchNorm(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, axes: number[]): tf.Tensor {
-  // tf.moments and then the formula: 9 kernels instead of 12 (x − μ once instead of twice, no
-  // float32 casts or shape-keeping reshapes). The same operations in the same order as
-  // tf.moments + (x − μ)/√(σ² + ε)·γ + β, so the same values bit for bit.
-  const mean = tf.mean(x, axes, true);
-  const centred = tf.sub(x, mean);
-  const variance = tf.mean(tf.square(centred), axes, true);
-  return tf.add(tf.mul(tf.div(centred, tf.sqrt(tf.add(variance, BN_EPS))), gamma), beta);
-}
+/**
+ * Batch norm over `axes` with learned scale and offset (meta/batch-norm.ts: one kernel with a
+ * hand-written, twice-differentiable gradient).
+ */
+export { batchNorm };
 
 export interface MlpOptions {
   /** Layer widths including input and output, e.g. [1, 40, 40, 1]. */

@@ -150,7 +150,7 @@ test('the lean gradients leak no tensors, first and second order', () => {
   assert.equal(tf.memory().numTensors, before);
 });
 
-test('batch norm in 9 kernels equals tf.moments + the textbook formula: values bit for bit, gradients to rounding, second order too', async () => {
+test('batch norm as one kernel (meta/batch-norm.ts) equals tf.moments + the textbook formula: values bit for bit, gradients to rounding, second order too', async () => {
   const { batchNorm } = await import('../../meta/models.js');
   const textbook = (x: tf.Tensor, g: tf.Tensor, b: tf.Tensor, axes: number[]) => {
     const { mean, variance } = tf.moments(x, axes, true);
@@ -186,4 +186,30 @@ test('batch norm in 9 kernels equals tf.moments + the textbook formula: values b
     }
   });
   assert.equal(tf.memory().numTensors, before);
+});
+
+test('batch norm kernel: first and second order match finite differences in x, γ and β', async () => {
+  const { batchNorm } = await import('../../meta/batch-norm.js');
+  // Same construction and tolerance as the lean-gradient cases above (ε = 1e-2, 5e-3 relative):
+  // batch norm is smooth; with σ ≈ 1 its third derivatives are O(1) (O(1/σ³)), so the truncation
+  // stays ~1e-4 and float32 rounding of f over 2ε ≈ 1e-4.
+  const c: Case = { kernel: 'MetatrainBatchNorm', op: (x, g, b) => batchNorm(x, g!, b!, [0]), shapes: [[6, 3], [3], [3]] };
+  tf.tidy(() => {
+    const { rng, xs } = inputsOf(c, 9100);
+    const { f1, f2 } = objectives(c, rng, xs);
+    const vs = xs.map((x) => randn(rng, x.shape));
+    const norm = Math.sqrt(dotAll(vs, vs));
+    const v = vs.map((t) => tf.div(t, norm));
+    const eps = 1e-2;
+    for (const f of [f1, f2]) {
+      const an = dotAll(tf.grads(f)(xs), v);
+      const fd = (scalarOf(f(...xs.map((x, i) => tf.add(x, tf.mul(eps, v[i]!))))) - scalarOf(f(...xs.map((x, i) => tf.sub(x, tf.mul(eps, v[i]!)))))) / (2 * eps);
+      assert.ok(Math.abs(an - fd) <= 5e-3 * Math.max(1, Math.abs(an)), `${f === f1 ? 'first' : 'second'} order: analytic ${an} vs fd ${fd}`);
+    }
+  });
+});
+
+test('batch norm refuses a scale that varies along the normalised axes', async () => {
+  const { batchNorm } = await import('../../meta/batch-norm.js');
+  tf.tidy(() => assert.throws(() => batchNorm(tf.ones([4, 3]), tf.ones([4, 3]), tf.zeros([3]), [0]), /constant along the normalised axes/));
 });
