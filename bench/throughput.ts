@@ -9,12 +9,9 @@ import * as tf from "@tensorflow/tfjs";
 import { LEARNERS } from "../meta/algorithms/registry.js";
 import { parseRunConfig, resolveRun, runnerFor } from "../meta/run-config.js";
 import { FILE_DATA } from "../activities/build.js";
-import { conv4, omniglotMlp, sinusoidMlp, type Model } from "../meta/models.js";
 import { dispose } from "../meta/params.js";
-import { sinusoidFamily } from "../meta/tasks/sinusoid.js";
-import { omniglotFamily } from "../meta/tasks/omniglot.js";
-import { loadOmniglot } from "../storage/datasets.js";
-import type { Task, TaskFamily } from "../meta/tasks/types.js";
+import type { Task } from "../meta/tasks/types.js";
+import { benchCases } from "./cases.js";
 import type { ShardRunner } from "../meta/algorithms/learner.js";
 import type { Params } from "../meta/params.js";
 import { selectBackend, type BackendPreference } from "../meta/backend.js";
@@ -36,16 +33,7 @@ const episodicPreset = (name: string) => {
   return l.presets.find((p) => p.name.startsWith(`omniglot-5w1s-${name}`)) ?? l.presets.find((p) => p.name.startsWith("omniglot-5c-"));
 };
 const selected = LEARNERS.filter((l) => !only.length || only.includes(l.name));
-const omni = omniglotFamily(loadOmniglot(), { ways: 5, shots: 1, queryShots: 15, split: "vinyals" });
-
-interface Case { label: string; model: Model; family: TaskFamily; innerSteps: number; innerLr: number; shard: number }
-const cases: Case[] = [
-  { label: "sinusoid 1-40-40-1, K=10, 1 step", model: sinusoidMlp(), family: sinusoidFamily({ shots: 10 }), innerSteps: 1, innerLr: 0.01, shard },
-  { label: "omniglot MLP 784-256-128-64-64-5 (BN), 5-way 1-shot, 15 query, 5 steps", model: omniglotMlp(5), family: omni, innerSteps: 5, innerLr: 0.4, shard },
-];
-if (withConv4) {
-  cases.push({ label: "omniglot Conv4 (64, maxpool, BN), 5-way 1-shot, 15 query, 5 steps", model: conv4({ outputs: 5 }), family: omni, innerSteps: 5, innerLr: 0.4, shard: 2 });
-}
+const cases = benchCases({ shard, conv4: withConv4 });
 
 const rows: Record<string, unknown>[] = [];
 for (const pref of backends) {

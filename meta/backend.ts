@@ -2,6 +2,7 @@
 // wasm, cpu; METATRAIN_BACKEND overrides. The native packages are optional and may be absent.
 import * as tf from "@tensorflow/tfjs";
 import { registerWasmKernels } from "./wasm-kernels.js";
+import { registerHigherOrderGradients } from "./gradients.js";
 
 export type BackendPreference = "auto" | "tfjs-node-gpu" | "tfjs-node" | "wasm" | "cpu";
 export const BACKEND_PREFERENCES: readonly BackendPreference[] = ["auto", "tfjs-node-gpu", "tfjs-node", "wasm", "cpu"];
@@ -62,6 +63,9 @@ export async function selectBackend(
   // PROD only silences tfjs's own console advice (e.g. "install our node backend"): metatrain
   // reports its backend choice itself (describeBackend), and a worker's logs stay one line per event.
   tf.enableProdMode();
+  // Every process that trains selects a backend: register the lean and higher-order gradients here,
+  // so first-order learners get the leaner gradients too (same values; meta/gradients.ts).
+  registerHigherOrderGradients();
   const candidates = requested === "auto" ? ORDER : [requested];
   const skipped: BackendChoice["skipped"] = [];
   for (const c of candidates) {

@@ -196,11 +196,162 @@ const comparisonGrads: readonly tf.GradConfig[] = [tf.Equal, tf.NotEqual, tf.Gre
   }),
 );
 
+/**
+ * Leaner versions of tfjs 4.22's own gradients for the ops every inner step runs (the MLP and Conv4
+ * forwards, batch norm, the losses, task tiling). Same values: each drops only work that cannot
+ * change a float32 result — casts of float32 to float32 (Multiply, RealDiv, Relu, Square, Sqrt), a
+ * product with a tensor of ones where a Tile broadcasts (Sum, Mean; x·1 = x exactly; Mean divides
+ * the small dy by N before broadcasting instead of after, the same quotient per element), Reshape
+ * kernels that change no shape (Add, Sub, reductions that keep dims, BatchMatMul) — each Reshape
+ * is a native op on tfjs-node (~25 µs), a clone is a reference count. Tile's
+ * gradient is the exception: tfjs adds reps₀·reps₁·… slices one by one (64 kernels for a 32-task
+ * tile), here one reshape and one Sum, whose summation order differs, so values agree to float32
+ * rounding (last bits), not bitwise. Every gradient is built from differentiable ops on the saved
+ * INPUTS (item 3 at the top), so they are themselves differentiable to any order; each is checked
+ * against finite differences at first and second order in test/unit/lean-gradients.test.ts.
+ *
+ * Not used, after checking: tf.fused.matMul (bias + activation). Under a gradient tape it runs the
+ * unfused ops anyway for any activation but 'linear' (tfjs-core's shouldFuse), and tfjs-node's
+ * _FusedMatMul kernel is itself matMul + add + activation composed in JS (no native fusion), so it
+ * cannot remove kernels here; its linear form does give the same second-order gradients on cpu.
+ */
+/**
+ * tf.matMul(a, b, transposeA, transposeB), straight to the BatchMatMul kernel when both are 3-D with
+ * the same batch size (what tf.matMul would reshape them to anyway: same kernel, same values, no
+ * Reshape kernels); any other ranks go through tf.matMul.
+ */
+export function batchMatMul3d(a: tf.Tensor, b: tf.Tensor, transposeA = false, transposeB = false): tf.Tensor {
+  if (a.rank !== 3 || b.rank !== 3 || a.shape[0] !== b.shape[0] || a.dtype !== 'float32' || b.dtype !== 'float32') return tf.matMul(a, b, transposeA, transposeB);
+  const attrs: tf.BatchMatMulAttrs = { transposeA, transposeB };
+  return tf.engine().runKernel(tf.BatchMatMul, { a, b } as unknown as tf.NamedTensorMap, attrs as unknown as tf.NamedAttrMap) as tf.Tensor;
+}
+
+/**
+ * t (of the broadcast shape) summed down to an input's `shape`; a fresh tensor either way (the
+ * engine needs a new tensor per input gradient), a clone — no kernel work — when nothing reduces,
+ * and no Reshape kernel when the ranks agree (a Sum keeping dims lands on the shape directly).
+ */
+function reduceTo(t: tf.Tensor, shape: number[]): tf.Tensor {
+  const axes = tf.broadcast_util.getReductionAxes(shape, t.shape);
+  if (axes.length === 0) return tf.clone(t);
+  if (shape.length === t.rank) return tf.sum(t, axes, true);
+  const r = tf.sum(t, axes);
+  return tf.util.arraysEqual(r.shape, shape) ? r : tf.reshape(r, shape);
+}
+
+/** dy of a reduction over `axes` of x, broadcast back to x's shape (reshape + tile). */
+function broadcastBack(dy: tf.Tensor, xShape: number[], axes: number[]): tf.Tensor {
+  const kept = xShape.map((d, i) => (axes.includes(i) ? 1 : d));
+  const reps = xShape.map((d, i) => (axes.includes(i) ? d : 1));
+  // dy already has the kept shape when the reduction kept its dims: no Reshape kernel then.
+  const r = tf.util.arraysEqual(dy.shape, kept) ? dy : tf.reshape(dy, kept);
+  return reps.every((k) => k === 1) ? (r === dy ? tf.clone(dy) : r) : tf.tile(r, reps);
+}
+
+const binary = (kernelName: string, da: (dy: tf.Tensor, a: tf.Tensor, b: tf.Tensor) => tf.Tensor, db: (dy: tf.Tensor, a: tf.Tensor, b: tf.Tensor) => tf.Tensor): tf.GradConfig => ({
+  kernelName,
+  inputsToSave: ['a', 'b'],
+  gradFunc: (dy, saved) => {
+    const [a, b] = saved as [tf.Tensor, tf.Tensor];
+    const g = dy as tf.Tensor;
+    return { a: () => reduceTo(da(g, a, b), a.shape), b: () => reduceTo(db(g, a, b), b.shape) };
+  },
+});
+
+export const leanGradients: readonly tf.GradConfig[] = [
+  binary(tf.Add, (dy) => dy, (dy) => dy),
+  {
+    kernelName: tf.Sub,
+    inputsToSave: ['a', 'b'],
+    gradFunc: (dy, saved) => {
+      const [a, b] = saved as [tf.Tensor, tf.Tensor];
+      const g = dy as tf.Tensor;
+      // Negate after reducing (the smaller tensor), as tfjs does.
+      return { a: () => reduceTo(g, a.shape), b: () => tf.neg(reduceTo(g, b.shape)) };
+    },
+  },
+  binary(tf.Multiply, (dy, _a, b) => tf.mul(dy, b), (dy, a) => tf.mul(dy, a)),
+  {
+    // ∂(a/b)/∂a = 1/b, ∂(a/b)/∂b = −a/b²; the b-gradient is reduced before dividing by b² (as tfjs).
+    kernelName: tf.RealDiv,
+    inputsToSave: ['a', 'b'],
+    gradFunc: (dy, saved) => {
+      const [a, b] = saved as [tf.Tensor, tf.Tensor];
+      const g = dy as tf.Tensor;
+      return {
+        a: () => reduceTo(tf.div(g, b), a.shape),
+        b: () => tf.neg(tf.div(reduceTo(tf.mul(g, a), b.shape), tf.square(b))),
+      };
+    },
+  },
+  // dy·[x > 0]: tfjs's Step kernel is six kernels on the native backend (isNaN, greater, ones,
+  // fill, where, select), a comparison and a cast are two; equal to dy·step(x) for every non-NaN x
+  // (a NaN input gives 0 here, NaN there). Greater's gradient is 0 (comparisonGrads).
+  fromInput(tf.Relu, 'x', (x, dy) => tf.mul(dy, tf.cast(tf.greater(x, 0), 'float32'))),
+  fromInput(tf.Square, 'x', (x, dy) => tf.mul(dy, tf.mul(x, 2))),
+  fromInput(tf.Sqrt, 'x', (x, dy) => tf.div(dy, tf.mul(tf.sqrt(x), 2))),
+  {
+    // tfjs's own is the same four products through tf.matMul, which reshapes both operands to 3-D
+    // and the result back (three Reshape kernels, each a native op on tfjs-node); batchMatMul3d
+    // calls the kernel directly when both operands are already 3-D with equal batch.
+    kernelName: tf.BatchMatMul,
+    inputsToSave: ['a', 'b'],
+    gradFunc: (dy, saved, attrs) => {
+      const [a, b] = saved as [tf.Tensor, tf.Tensor];
+      const g = dy as tf.Tensor;
+      const { transposeA, transposeB } = attrs as unknown as tf.BatchMatMulAttrs;
+      const mm = batchMatMul3d;
+      if (!transposeA && !transposeB) return { a: () => mm(g, b, false, true), b: () => mm(a, g, true, false) };
+      if (!transposeA && transposeB) return { a: () => mm(g, b, false, false), b: () => mm(g, a, true, false) };
+      if (transposeA && !transposeB) return { a: () => mm(b, g, false, true), b: () => mm(a, g, false, false) };
+      return { a: () => mm(b, g, true, true), b: () => mm(g, a, true, true) };
+    },
+  },
+  {
+    kernelName: tf.Sum,
+    inputsToSave: ['x'],
+    gradFunc: (dy, saved, attrs) => {
+      const [x] = saved as [tf.Tensor];
+      const axes = tf.util.parseAxisParam((attrs as unknown as tf.SumAttrs).axis, x.shape);
+      return { x: () => broadcastBack(dy as tf.Tensor, x.shape, axes) };
+    },
+  },
+  {
+    kernelName: tf.Mean,
+    inputsToSave: ['x'],
+    gradFunc: (dy, saved, attrs) => {
+      const [x] = saved as [tf.Tensor];
+      const axes = tf.util.parseAxisParam((attrs as unknown as tf.MeanAttrs).axis, x.shape);
+      const n = axes.reduce((p, a) => p * x.shape[a]!, 1);
+      return { x: () => broadcastBack(tf.div(dy as tf.Tensor, n), x.shape, axes) };
+    },
+  },
+  {
+    // y[i₀ + k·x₀, …] = x[i₀, …]: dx sums dy over the k copies of each axis — one Sum over a reshape
+    // of dy to [reps₀, x₀, reps₁, x₁, …] (tfjs: one slice and one add per copy).
+    kernelName: tf.Tile,
+    inputsToSave: ['x'],
+    gradFunc: (dy, saved, attrs) => {
+      const [x] = saved as [tf.Tensor];
+      const { reps } = attrs as unknown as tf.TileAttrs;
+      return {
+        x: () => {
+          const split = x.shape.flatMap((d, i) => [reps[i]!, d]);
+          const axes = x.shape.flatMap((_, i) => (reps[i]! > 1 ? [2 * i] : []));
+          const r = tf.reshape(dy as tf.Tensor, split);
+          return tf.reshape(axes.length ? tf.sum(r, axes) : r, x.shape);
+        },
+      };
+    },
+  },
+];
+
 const configs: readonly tf.GradConfig[] = [
   conv2DBackpropFilterGrad,
   maxPoolGradGrad,
   ...inputSavingGrads,
   ...comparisonGrads,
+  ...leanGradients,
 ];
 
 /**

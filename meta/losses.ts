@@ -18,16 +18,45 @@ export function toTensors(ex: Examples, kind: TaskKind, outputs: number): Exampl
   const n = ex.xShape[0]!;
   if (kind === "regression") return { x, y: tf.tensor(ex.y as Float32Array, [n, outputs], "float32") };
   const labels = tf.tensor1d(ex.y as Int32Array, "int32");
-  return { x, y: tf.tidy(() => tf.cast(tf.oneHot(labels, outputs), "float32")), labels };
+  return { x, y: tf.tensor(oneHotArray(ex.y as Int32Array, outputs), [n, outputs], "float32"), labels };
 }
 
-/** Several tasks' examples stacked along a new leading task axis (all must have equal shapes). */
-export function stackExamples(parts: readonly Examples[], kind: TaskKind, outputs: number): ExampleTensors {
-  const one = parts.map((e) => toTensors(e, kind, outputs));
-  const out: ExampleTensors = { x: tf.stack(one.map((e) => e.x)), y: tf.stack(one.map((e) => e.y)) };
-  if (kind === "classification") out.labels = tf.stack(one.map((e) => e.labels!));
-  one.forEach(disposeExamples);
+/**
+ * One-hot rows as a Float32Array, built in JS: the same 0/1 values as tf.oneHot + cast, without
+ * two kernels per task (OneHot is ~1 ms a call on tfjs-node). An index outside [0, depth) gives an
+ * all-zero row, as tf.oneHot does.
+ */
+function oneHotArray(labels: Int32Array, depth: number): Float32Array {
+  const out = new Float32Array(labels.length * depth);
+  labels.forEach((c, i) => {
+    if (c >= 0 && c < depth) out[i * depth + c] = 1;
+  });
   return out;
+}
+
+/**
+ * Several tasks' examples stacked along a new leading task axis (all must have equal shapes). The
+ * typed arrays are joined in JS and uploaded once per tensor (not one tensor per task and a Pack).
+ */
+export function stackExamples(parts: readonly Examples[], kind: TaskKind, outputs: number): ExampleTensors {
+  if (kind === "rl") throw new Error("rl tasks have no support or query examples: their learner rolls out the task's environment (meta/rl/rollouts.ts)");
+  const shape = parts[0]!.xShape;
+  for (const p of parts) if (!tf.util.arraysEqual(p.xShape, shape)) throw new Error(`stackExamples: tasks of shapes [${p.xShape}] and [${shape}] cannot be stacked`);
+  const T = parts.length;
+  const n = shape[0]!;
+  const join = <A extends Float32Array | Int32Array>(arrays: A[], make: (len: number) => A): A => {
+    const out = make(arrays.reduce((s, a) => s + a.length, 0));
+    let at = 0;
+    for (const a of arrays) {
+      out.set(a, at);
+      at += a.length;
+    }
+    return out;
+  };
+  const x = tf.tensor(join(parts.map((p) => p.x), (l) => new Float32Array(l)), [T, ...shape], "float32");
+  if (kind === "regression") return { x, y: tf.tensor(join(parts.map((p) => p.y as Float32Array), (l) => new Float32Array(l)), [T, n, outputs], "float32") };
+  const labels = join(parts.map((p) => p.y as Int32Array), (l) => new Int32Array(l));
+  return { x, y: tf.tensor(oneHotArray(labels, outputs), [T, n, outputs], "float32"), labels: tf.tensor2d(labels, [T, n], "int32") };
 }
 
 export function disposeExamples(e: ExampleTensors): void {

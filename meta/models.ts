@@ -3,6 +3,8 @@
 import * as tf from "@tensorflow/tfjs";
 import { z } from "zod";
 import { Rng } from "./rng.js";
+import { batchMatMul3d } from "./gradients.js";
+import { batchNorm } from "./batch-norm.js";
 import type { TaskKind } from "./tasks/types.js";
 import type { Params } from "./params.js";
 
@@ -55,13 +57,11 @@ export function uniformTensor(rng: Rng, shape: number[], bound: number): tf.Tens
   return tf.tensor(data, shape, "float32");
 }
 
-const BN_EPS = 1e-5;
-
-/** Batch norm over every axis but the last (features), with learned scale and offset. */
-export function batchNorm(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, axes: number[]): tf.Tensor {
-  const { mean, variance } = tf.moments(x, axes, true);
-  return tf.add(tf.mul(tf.div(tf.sub(x, mean), tf.sqrt(tf.add(variance, BN_EPS))), gamma), beta);
-}
+/**
+ * Batch norm over `axes` with learned scale and offset (meta/batch-norm.ts: one kernel with a
+ * hand-written, twice-differentiable gradient).
+ */
+export { batchNorm };
 
 export interface MlpOptions {
   /** Layer widths including input and output, e.g. [1, 40, 40, 1]. */
@@ -86,7 +86,7 @@ export function mlp(opts: MlpOptions): Model {
     for (let l = 0; l < upTo; l++) {
       const w = params[`dense${l}/kernel`]!;
       const b = params[`dense${l}/bias`]!;
-      h = batched ? tf.add(tf.matMul(h, w), tf.expandDims(b, 1)) : tf.add(tf.matMul(h, w), b);
+      h = batched ? tf.add(batchMatMul3d(h, w), tf.expandDims(b, 1)) : tf.add(tf.matMul(h, w), b);
       if (l < layers - 1) {
         if (bn) {
           const g = params[`bn${l}/gamma`]!;
@@ -155,6 +155,14 @@ export interface Conv4Options {
    * outputs are the features (64 for Omniglot with either downsampling), as metric learners use it.
    */
   classifier?: boolean;
+  /**
+   * Give the model a task-batched forward (`forwardBatched`), so learners that batch tasks run a
+   * shard's tasks in one episode: per-task convolutions (each task its own kernels), everything
+   * else — bias, batch norm per task, ReLU, pooling, the classifier — as one op over all tasks.
+   * Default false: evaluation batches 50 tasks whenever a model has `forwardBatched`, which for
+   * Conv4 activations (tasks × images × 28 × 28 × 64 floats per layer) is gigabytes.
+   */
+  taskBatched?: boolean;
 }
 
 /** The 4-layer convolutional network of Vinyals et al. as used by MAML and Reptile. */
@@ -220,6 +228,7 @@ export function conv4(opts: Conv4Options): Model {
       return head(params, features(params, x));
     },
     split: { headKeys: ["dense/kernel", "dense/bias"], body: (p, x) => features(p, x), head: (p, f) => head(p, f) },
+    ...(opts.taskBatched ? { forwardBatched: (params: Params, x: tf.Tensor) => headBatched(params, featuresBatched(params, x)) } : {}),
   };
 
   function features(params: Params, x: tf.Tensor): tf.Tensor {
@@ -232,6 +241,38 @@ export function conv4(opts: Conv4Options): Model {
       if (mode === "maxpool") a = tf.maxPool(a, 2, 2, "valid");
     }
     return mode === "maxpool" ? tf.reshape(a, [a.shape[0], featureCount]) : tf.mean(a, [1, 2]);
+  }
+
+  /**
+   * features() for T tasks at once: params carry a leading task axis, x is [T, n, H, W, C]; returns
+   * [T, n, features]. Only the convolutions run per task (tfjs has no grouped convolution); batch
+   * norm takes each task's own statistics (axes 1–3 of [T, n, H, W, C]), as features() does.
+   */
+  function featuresBatched(params: Params, x: tf.Tensor): tf.Tensor {
+    const T = x.shape[0]!;
+    const n = x.shape[1]!;
+    let a = tf.reshape(x, [T, n, h0, w0, c0]);
+    for (let l = 0; l < 4; l++) {
+      const kernels = tf.unstack(params[`conv${l}/kernel`]!) as tf.Tensor4D[];
+      const inputs = tf.unstack(a) as tf.Tensor4D[];
+      a = tf.stack(inputs.map((xi, t) => tf.conv2d(xi, kernels[t]!, mode === "maxpool" ? 1 : 2, "same")));
+      a = tf.add(a, tf.reshape(params[`conv${l}/bias`]!, [T, 1, 1, 1, filters]));
+      if (bn) {
+        const perTask = (k: string) => tf.reshape(params[k]!, [T, 1, 1, 1, filters]);
+        a = batchNorm(a, perTask(`bn${l}/gamma`), perTask(`bn${l}/beta`), [1, 2, 3]);
+      }
+      a = tf.relu(a);
+      if (mode === "maxpool") {
+        const [, , hh, ww, cc] = a.shape as number[];
+        const pooled = tf.maxPool(tf.reshape(a, [T * n, hh!, ww!, cc!]) as tf.Tensor4D, 2, 2, "valid");
+        a = tf.reshape(pooled, [T, n, ...pooled.shape.slice(1)]);
+      }
+    }
+    return mode === "maxpool" ? tf.reshape(a, [T, n, featureCount]) : tf.mean(a, [2, 3]);
+  }
+
+  function headBatched(params: Params, f: tf.Tensor): tf.Tensor {
+    return tf.add(batchMatMul3d(f, params["dense/kernel"]!), tf.expandDims(params["dense/bias"]!, 1));
   }
 
   function head(params: Params, f: tf.Tensor): tf.Tensor {

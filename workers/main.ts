@@ -15,6 +15,7 @@ import { TASK_QUEUES } from "../contracts/queues.js";
 import { temporalEnv, TemporalEnvError, type TemporalEnv } from "../contracts/temporal-env.js";
 import { describeBackend, selectBackend } from "../meta/backend.js";
 import { isStoreError, openStore, type BlobStore } from "../storage/blobstore.js";
+import { probeStore } from "../storage/probe.js";
 import {
   instrumentStore,
   metricsHostFromEnv,
@@ -61,6 +62,7 @@ Environment:
   METATRAIN_TEMPORAL_METRICS_PORT  /metrics of the Temporal SDK's own metrics, default 9465; 0 picks a free port
   METATRAIN_METRICS_HOST           bind address of both metrics endpoints, default 0.0.0.0
   METATRAIN_WORKER_NAME            the worker label on every metric series, default the host name
+  METATRAIN_STORE_PROBE_SECONDS    how long to retry the start-up store check while the store is unreachable, default 30
   METATRAIN_SIMULATED_TASK_MS      benchmarks only: sleep this long per task after its real work, default 0
 See docs/observability.md for the metrics, the Grafana dashboard and the alerts.`;
 
@@ -83,6 +85,8 @@ export interface WorkerConfig {
   workflowBundlePath: string | undefined;
   shutdownGraceSeconds: number;
   logLevel: LogLevel;
+  /** METATRAIN_STORE_PROBE_SECONDS (default 30): retry window of the start-up store check. */
+  storeProbeSeconds: number;
   /** Benchmarks only: METATRAIN_SIMULATED_TASK_MS, a fixed delay per task standing in for compute. */
   simulatedTaskMs: number;
   /** METATRAIN_METRICS_PORT (default 9464; 0 picks a free port). */
@@ -173,6 +177,7 @@ export function parseWorkerConfig(argv: readonly string[], env: Env): WorkerConf
     workflowBundlePath,
     shutdownGraceSeconds: positiveInt(env, "METATRAIN_SHUTDOWN_GRACE_SECONDS", 25, 0),
     simulatedTaskMs: positiveInt(env, "METATRAIN_SIMULATED_TASK_MS", 0, 0),
+    storeProbeSeconds: positiveInt(env, "METATRAIN_STORE_PROBE_SECONDS", 30, 0),
     logLevel: logLevel as LogLevel,
     metricsPort,
     temporalMetricsPort,
@@ -253,6 +258,15 @@ export async function main(argv: readonly string[], env: Env): Promise<number> {
     if (!isStoreError(e)) throw e;
     fail(`METATRAIN_STORE: ${e.message}${e.suggestion ? `; ${e.suggestion}` : ""}`);
     return EXIT.config;
+  }
+  // A worker that cannot write and read its store would say ready and then fail every shard it
+  // takes (a wrong secret: the whole run). It checks first, and refuses to start instead.
+  try {
+    await probeStore(store, { name: cfg.workerName, deadlineMs: cfg.storeProbeSeconds * 1000 });
+  } catch (e) {
+    const hint = isStoreError(e) && e.suggestion ? `; ${e.suggestion}` : "";
+    fail(`METATRAIN_STORE ${store.describe()}: the store check (write, read back, delete a probe blob) failed: ${firstLine(e)}${hint}`);
+    return isStoreError(e) && e.retryable ? EXIT.connection : EXIT.config;
   }
 
   // The backend is chosen once per process, before any activity runs.

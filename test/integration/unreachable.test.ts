@@ -1,5 +1,7 @@
 // Unreachable services give one clear error naming the cause: a worker that cannot reach Temporal
-// exits 2 with one line; a run whose S3 endpoint is down fails as StoreUnavailable naming it.
+// exits 2 with one line; a worker whose store is down or refuses its keys does not start (exit 2 /
+// 3, one line); a run whose S3 endpoint goes down after the workers started fails as
+// StoreUnavailable naming it.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -10,32 +12,60 @@ import { ApplicationFailure } from "@temporalio/common";
 import { TASK_QUEUES } from "../../contracts/queues.js";
 import { metaTrainingWorkflow } from "../../workflows/meta-training.js";
 import { freePort, skipUnlessTemporal, startTemporalServer, type TemporalTestServer } from "../harness/temporal.js";
+import { startS3Server } from "../harness/s3-server.js";
 import { exitOf, REPO_ROOT, spawnTracked, startWorker, type WorkerProcess } from "../harness/workers.js";
 
 const skip = skipUnlessTemporal();
 const dir = mkdtempSync(join(tmpdir(), "metatrain-unreachable-"));
 
-test("a worker that cannot reach Temporal exits 2 with one line naming the address", { skip, timeout: 120_000 }, async () => {
-  const port = await freePort(); // nothing listens there
+/** Start a gpu worker process that is expected to exit; its exit code and stderr. */
+async function workerExit(env: Record<string, string>): Promise<{ code: number | null; err: string }> {
   const child = spawnTracked(process.execPath, ["--import", "tsx", "workers/main.ts", "--role", "gpu"], {
     cwd: REPO_ROOT,
     env: {
       ...process.env,
-      TEMPORAL_ADDRESS: `127.0.0.1:${port}`,
-      METATRAIN_STORE: `file://${dir}/store`,
       METATRAIN_BACKEND: "cpu",
       METATRAIN_METRICS_PORT: String(await freePort()),
       METATRAIN_TEMPORAL_METRICS_PORT: String(await freePort()),
+      ...env,
     },
   });
   let err = "";
   child.stderr?.on("data", (d: Buffer) => (err += d.toString()));
   child.stdout?.on("data", () => undefined);
   const { code } = await exitOf(child);
+  return { code, err };
+}
+
+test("a worker that cannot reach Temporal exits 2 with one line naming the address", { skip, timeout: 120_000 }, async () => {
+  const port = await freePort(); // nothing listens there
+  const { code, err } = await workerExit({ TEMPORAL_ADDRESS: `127.0.0.1:${port}`, METATRAIN_STORE: `file://${dir}/store` });
   assert.equal(code, 2, `exit code; stderr:\n${err}`);
   assert.match(err, new RegExp(`127\\.0\\.0\\.1:${port}`), "names the address");
   assert.match(err, /temporal server start-dev|TEMPORAL_ADDRESS/, "says how to fix it");
   assert.doesNotMatch(err, /^\s+at .+:\d+:\d+\)?$/m, "no stack trace");
+});
+
+test("a worker whose S3 endpoint is down, or that has a wrong secret, does not start: one line, exit 2 / 3", { skip, timeout: 120_000 }, async () => {
+  // The store check (storage/probe.ts) retries an unreachable store for METATRAIN_STORE_PROBE_SECONDS
+  // (2 here), then exits 2 naming the endpoint; a refused key is final: exit 3 at once.
+  const deadPort = await freePort();
+  const s3Env = { AWS_ACCESS_KEY_ID: "metatrain-test-access", AWS_SECRET_ACCESS_KEY: "metatrain-test-secret-key", AWS_REGION: "us-east-1" };
+  const down = await workerExit({ TEMPORAL_ADDRESS: "127.0.0.1:1", METATRAIN_STORE: "s3://metatrain-test/down", AWS_ENDPOINT_URL_S3: `http://127.0.0.1:${deadPort}`, METATRAIN_STORE_PROBE_SECONDS: "2", ...s3Env });
+  assert.equal(down.code, 2, down.err);
+  assert.match(down.err, new RegExp(`store check .*127\\.0\\.0\\.1:${deadPort}`), down.err);
+  assert.doesNotMatch(down.err, /^\s+at .+:\d+:\d+\)?$/m, "no stack trace");
+  const s3 = await startS3Server();
+  try {
+    const denied = await workerExit({ TEMPORAL_ADDRESS: "127.0.0.1:1", METATRAIN_STORE: `s3://${s3.bucket}/denied`, ...s3.env(), AWS_SECRET_ACCESS_KEY: "wrong-secret-key-wrong-secret" });
+    assert.equal(denied.code, 3, denied.err);
+    assert.match(denied.err, /store check .*AWS_SECRET_ACCESS_KEY/, denied.err);
+    // One line of ours (the AWS SDK adds its own Node-version warning on stderr, not counted).
+    assert.equal(denied.err.split("\n").filter((l) => /store check/.test(l)).length, 1, denied.err);
+    assert.doesNotMatch(denied.err, /^\s+at .+:\d+:\d+\)?$/m, "no stack trace");
+  } finally {
+    await s3.stop();
+  }
 });
 
 let server: TemporalTestServer | undefined;
@@ -50,22 +80,14 @@ after(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-test("a run whose S3 endpoint is down fails as StoreUnavailable, naming the endpoint", { skip, timeout: 300_000 }, async () => {
-  const deadPort = await freePort();
-  const endpoint = `http://127.0.0.1:${deadPort}`;
+test("a run whose S3 endpoint goes down after the workers started fails as StoreUnavailable, naming the endpoint", { skip, timeout: 300_000 }, async () => {
+  const s3 = await startS3Server();
+  const endpoint = s3.env().AWS_ENDPOINT_URL_S3!;
   worker = await startWorker({
     role: "all",
-    env: {
-      TEMPORAL_ADDRESS: server!.address,
-      TEMPORAL_NAMESPACE: server!.namespace,
-      METATRAIN_STORE: "s3://metatrain-test/unreachable",
-      AWS_ENDPOINT_URL_S3: endpoint,
-      AWS_ACCESS_KEY_ID: "metatrain-test-access",
-      AWS_SECRET_ACCESS_KEY: "metatrain-test-secret-key",
-      AWS_REGION: "us-east-1",
-      METATRAIN_BACKEND: "cpu",
-    },
+    env: { TEMPORAL_ADDRESS: server!.address, TEMPORAL_NAMESPACE: server!.namespace, METATRAIN_STORE: `s3://${s3.bucket}/unreachable`, ...s3.env(), METATRAIN_BACKEND: "cpu" },
   });
+  await s3.stop(); // the worker passed its store check; now the endpoint is gone
   const connection = await Connection.connect({ address: server!.address });
   try {
     const client = new Client({ connection, namespace: server!.namespace });
@@ -81,7 +103,7 @@ test("a run whose S3 endpoint is down fails as StoreUnavailable, naming the endp
     const cause = err.cause;
     assert.ok(cause instanceof ApplicationFailure, `cause: ${String(cause)}`);
     assert.equal(cause.type, "StoreUnavailable");
-    assert.ok(cause.message.includes(`127.0.0.1:${deadPort}`), `names the endpoint: ${cause.message}`);
+    assert.ok(cause.message.includes(new URL(endpoint).host), `names the endpoint ${endpoint}: ${cause.message}`);
     assert.ok(Date.now() - t0 < 120_000, "fails within the retry budget, not after hours");
   } finally {
     await connection.close();

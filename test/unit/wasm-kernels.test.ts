@@ -84,8 +84,14 @@ test("Conv4 trains on wasm: first- and second-order meta-gradients equal the cpu
     for (const algorithm of ["fomaml", "maml"]) {
       const a = await contribution("cpu", algorithm, downsample);
       const b = await contribution("wasm", algorithm, downsample);
+      // Conv biases feed batch norm, which subtracts the batch mean: their gradient is exactly 0 in
+      // exact arithmetic, and each backend returns the float32 residue of summing the N = 6·16·16 =
+      // 1536 entries of the batch-norm input gradient, ≲ N·2⁻²⁴·max|entry| ≈ 1e-4·max|entry| (seen:
+      // up to 3e-6). The residues differ freely between backends, so those entries get a 1e-5
+      // absolute floor — still far below a real gradient there, which would be O(1e-2…1).
       for (const k of Object.keys(a)) {
-        a[k]!.forEach((v, i) => assert.ok(Math.abs(v - b[k]![i]!) <= 1e-3 * Math.max(1e-3, Math.abs(v)) + 1e-6, `${downsample} ${algorithm} ${k}[${i}]: cpu ${v} vs wasm ${b[k]![i]}`));
+        const floor = /^conv\d\/bias$/.test(k) ? 1e-5 : 1e-6;
+        a[k]!.forEach((v, i) => assert.ok(Math.abs(v - b[k]![i]!) <= 1e-3 * Math.max(1e-3, Math.abs(v)) + floor, `${downsample} ${algorithm} ${k}[${i}]: cpu ${v} vs wasm ${b[k]![i]}`));
       }
     }
   }

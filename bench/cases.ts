@@ -1,0 +1,46 @@
+// The inner-loop benchmark cases, defined once: bench/throughput.ts times them on tfjs backends,
+// bench/vs-torch.ts times them on tfjs and (through bench/torch-reference.py) on PyTorch.
+import { conv4, omniglotMlp, sinusoidMlp, type Model } from "../meta/models.js";
+import { sinusoidFamily } from "../meta/tasks/sinusoid.js";
+import { omniglotFamily } from "../meta/tasks/omniglot.js";
+import { loadOmniglot } from "../storage/datasets.js";
+import type { TaskFamily } from "../meta/tasks/types.js";
+
+/** The architecture of a case as plain JSON, enough for another framework to build the same net. */
+export type ModelSpecJson =
+  | { kind: "mlp"; sizes: number[]; batchNorm: boolean }
+  | { kind: "conv4"; inputShape: [number, number, number]; filters: number; outputs: number; downsample: "maxpool"; batchNorm: boolean };
+
+export interface BenchCase {
+  /** Short id used in result files and tables. */
+  id: string;
+  label: string;
+  model: Model;
+  spec: ModelSpecJson;
+  family: TaskFamily;
+  innerSteps: number;
+  innerLr: number;
+  /** Tasks per shard. */
+  shard: number;
+}
+
+/**
+ * The cases of issue 14's table: sinusoid (MAML §5.1), the Omniglot MLP with batch norm and
+ * Conv4 (64 filters, max-pool, batch norm), both 5-way 1-shot with 15 queries and 5 inner steps.
+ * `shard` is the MLP cases' shard size; Conv4 runs shards of `conv4Shard` (default 2).
+ */
+export function benchCases(o: { shard?: number; conv4?: boolean; conv4Shard?: number } = {}): BenchCase[] {
+  const shard = o.shard ?? 32;
+  const omni = omniglotFamily(loadOmniglot(), { ways: 5, shots: 1, queryShots: 15, split: "vinyals" });
+  const out: BenchCase[] = [
+    { id: "sinusoid", label: "sinusoid 1-40-40-1, K=10, 1 step", model: sinusoidMlp(), spec: { kind: "mlp", sizes: [1, 40, 40, 1], batchNorm: false }, family: sinusoidFamily({ shots: 10 }), innerSteps: 1, innerLr: 0.01, shard },
+    { id: "omniglot-mlp", label: "omniglot MLP 784-256-128-64-64-5 (BN), 5-way 1-shot, 15 query, 5 steps", model: omniglotMlp(5), spec: { kind: "mlp", sizes: [784, 256, 128, 64, 64, 5], batchNorm: true }, family: omni, innerSteps: 5, innerLr: 0.4, shard },
+  ];
+  if (o.conv4) {
+    out.push({ id: "omniglot-conv4", label: "omniglot Conv4 (64, maxpool, BN), 5-way 1-shot, 15 query, 5 steps", model: conv4({ outputs: 5, taskBatched: true }), spec: { kind: "conv4", inputShape: [28, 28, 1], filters: 64, outputs: 5, downsample: "maxpool", batchNorm: true }, family: omni, innerSteps: 5, innerLr: 0.4, shard: o.conv4Shard ?? 2 });
+  }
+  return out;
+}
+
+/** The algorithms both frameworks implement for these cases. Reptile: plain SGD on the whole support set. */
+export const BENCH_ALGORITHMS = ["maml", "fomaml", "reptile"] as const;
