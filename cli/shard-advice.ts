@@ -21,6 +21,12 @@ export const TASK_STEP_MS: Readonly<Record<string, number>> = {
 
 /** Warn when orchestration would be more than this share of a shard's time. */
 export const WARN_SHARE = 0.5;
+/**
+ * Warn only for this many shards an iteration or more: with a few shards the orchestration is a
+ * few tens of milliseconds whatever its share (the default sinusoid config's 5 shards, say), and a
+ * warning on every such run would be noise.
+ */
+export const MIN_SHARDS_TO_WARN = 8;
 /** The suggestion aims at most this share. */
 export const TARGET_SHARE = 0.1;
 
@@ -34,14 +40,14 @@ export interface ShardAdvice {
   message: string;
 }
 
-/** Advice for `config`, or undefined when its shards are big enough (or its model is not in TASK_STEP_MS). */
+/** Advice for `config`, or undefined when its shards are big enough, too few to matter, or its model is not in TASK_STEP_MS. */
 export function shardAdvice(config: Pick<RunConfig, "model" | "shardSize" | "metaBatchSize" | "innerSteps">): ShardAdvice | undefined {
   const perTaskStep = TASK_STEP_MS[config.model.kind];
   if (perTaskStep === undefined) return undefined;
   const perTask = perTaskStep * Math.max(1, config.innerSteps);
   const computeMsPerShard = perTask * config.shardSize;
   const share = SHARD_OVERHEAD_MS / (SHARD_OVERHEAD_MS + computeMsPerShard);
-  if (share <= WARN_SHARE || config.shardSize >= config.metaBatchSize) return undefined;
+  if (share <= WARN_SHARE || Math.ceil(config.metaBatchSize / config.shardSize) < MIN_SHARDS_TO_WARN) return undefined;
   // share ≤ T  ⇔  compute ≥ overhead · (1 − T) / T
   const wanted = Math.ceil((SHARD_OVERHEAD_MS * (1 - TARGET_SHARE)) / TARGET_SHARE / perTask);
   let suggestedShardSize = Math.min(config.metaBatchSize, Math.max(wanted, config.shardSize + 1));

@@ -137,18 +137,23 @@ describe("a real Prometheus scrapes metatrain and Temporal SDK metrics during a 
     // Temporal: dev server, SDK metrics endpoint, a GPU and a coordinator worker in this process.
     const temporalPort = await freePort();
     const sdkPort = await freePort();
-    temporal = spawn(findTemporal()!, ["server", "start-dev", "--headless", "--ip", "127.0.0.1", "--port", String(temporalPort), "--log-level", "error"], { stdio: "ignore" });
+    const uiPort = await freePort();
+    temporal = spawn(findTemporal()!, ["server", "start-dev", "--headless", "--ip", "127.0.0.1", "--port", String(temporalPort), "--ui-port", String(uiPort), "--log-level", "error"], { stdio: ["ignore", "pipe", "pipe"] });
+    let temporalLog = "";
+    temporal.stdout!.on("data", (d: Buffer) => (temporalLog += d.toString()));
+    temporal.stderr!.on("data", (d: Buffer) => (temporalLog += d.toString()));
     // ERROR: the probe's deliberate shard failure would otherwise log a stack trace.
     Runtime.install({ ...temporalRuntimeTelemetry(sdkPort, { host: "127.0.0.1" }), shutdownSignals: [], logger: new DefaultLogger("ERROR") });
     let connection: NativeConnection | undefined;
-    for (let i = 0; i < 120 && !connection; i++) {
+    // Up to a minute: on a loaded CI machine the dev server has once taken longer than 30 s.
+    for (let i = 0; i < 240 && !connection && temporal.exitCode === null; i++) {
       try {
         connection = await NativeConnection.connect({ address: `127.0.0.1:${temporalPort}` });
       } catch {
         await sleep(250);
       }
     }
-    assert.ok(connection, "temporal dev server did not answer within 30 s");
+    assert.ok(connection, `temporal dev server did not answer within 60 s (exit code ${temporal.exitCode}); its output:\n${temporalLog}`);
 
     const backing = new Map<string, Uint8Array>();
     const memory = {

@@ -18,8 +18,10 @@ test("tiny sinusoid shards: warned, with the share and a divisor of metaBatchSiz
   assert.match(a.message, /^shardSize 1: .* ms of orchestration per shard, so about \d+% .* --set shardSize=\d+ brings it to about \d+%$/);
 });
 
-test("no advice when the shard is the whole meta-batch, when compute dominates, or for a model without an estimate", () => {
+test("no advice for one shard or a few, when compute dominates, or for a model without an estimate", () => {
   assert.equal(shardAdvice(sinusoid(32)), undefined, "one shard: nothing to merge");
+  assert.equal(shardAdvice(sinusoid(5, 25)), undefined, "the default config's 5 shards: too few to matter (MIN_SHARDS_TO_WARN)");
+  assert.ok(shardAdvice(sinusoid(4, 32)), "8 tiny shards: warned");
   assert.equal(shardAdvice({ model: { kind: "conv4" }, shardSize: 1, metaBatchSize: 32, innerSteps: 5 } as never), undefined, "Conv4: ~1 s per task");
   assert.equal(shardAdvice({ model: { kind: "mann" }, shardSize: 1, metaBatchSize: 32, innerSteps: 1 } as never), undefined);
 });
