@@ -105,12 +105,11 @@ export function runShardActivity(kit: ActivityKit) {
       const backend = backendName();
       let timedDone = 0;
       let taskStarted = performance.now();
-      const beat = (details: Record<string, unknown>) => {
+      /** Heartbeat, at most once per interval (a beat is a round trip to the server). */
+      const maybeBeat = (details: Record<string, unknown>) => {
+        if (performance.now() - lastBeat < heartbeatIntervalMs) return;
         ctx.heartbeat({ iteration, shardIndex, ...details });
         lastBeat = performance.now();
-      };
-      const maybeBeat = (details: Record<string, unknown>) => {
-        if (performance.now() - lastBeat >= heartbeatIntervalMs) beat(details);
       };
       const result = await runner.runShard(lease.params, tasks, {
         onInnerStep: (taskOffset, step) => {

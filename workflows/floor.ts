@@ -4,6 +4,7 @@
 // meta-training workflow on the same server and workers, so every figure there is also a ratio to it.
 import { continueAsNew, proxyActivities } from "@temporalio/workflow";
 import { TASK_QUEUES } from "../contracts/queues.js";
+import { MAX_CONCURRENT_SHARDS } from "./meta-training.js";
 
 /** The floor's one activity, registered by gpu and coordinator workers (workers/main.ts). */
 export interface FloorActivities {
@@ -32,7 +33,7 @@ const { noop } = proxyActivities<FloorActivities>({
 
 /**
  * One round: every no-op at once, or — past the server's 2,000 pending activities per execution —
- * a sliding window of FLOOR_WINDOW, as the meta-training workflow's own window (MAX_CONCURRENT_SHARDS).
+ * a sliding window of the meta-training workflow's own width (MAX_CONCURRENT_SHARDS).
  */
 async function round(shards: number, ms: number): Promise<void> {
   let next = 0;
@@ -42,11 +43,8 @@ async function round(shards: number, ms: number): Promise<void> {
       await noop({ ms });
     }
   };
-  await Promise.all(Array.from({ length: Math.min(FLOOR_WINDOW, shards) }, lane));
+  await Promise.all(Array.from({ length: Math.min(MAX_CONCURRENT_SHARDS, shards) }, lane));
 }
-
-/** No-ops in flight at once, at most. */
-export const FLOOR_WINDOW = 1_000;
 
 /** Fan out `shards` no-ops per round for `rounds` rounds; returns the rounds done. */
 export async function orchestrationFloorWorkflow(input: FloorInput): Promise<number> {
