@@ -23,7 +23,7 @@ export const FailurePolicySchema = z.strictObject({
 
 export const TimeoutsSchema = z.strictObject({
   shardStartToCloseSeconds: int(1).default(1800).describe("One shard activity, from start to close."),
-  heartbeatSeconds: int(1).default(10).describe("A shard activity must heartbeat within this; a silent worker is presumed dead and its shard retried elsewhere. Shards heartbeat every second while they run (none at all when shorter), so 10 s notices a dead worker quickly and leaves room for a slow inner step."),
+  heartbeatSeconds: int(1).default(30).describe("A shard activity must heartbeat within this; a silent worker is presumed dead."),
   coordinatorStartToCloseSeconds: int(1).default(600).describe("Outer step, checkpoint and evaluation activities."),
   maximumAttempts: int(1, 100).default(10).describe("Attempts per activity before the run fails (transient errors only)."),
 });
