@@ -86,32 +86,44 @@ export function runShardActivity(kit: ActivityKit) {
       );
     }
     const key = shardKey(runId, iteration, shardIndex);
-    const { setup, runner } = builds.get(config);
-    if (ctx.signal.aborted) throw cancellation(ctx.signal);
-    const lease = await cache.acquire(input.paramsKey);
+    // The first heartbeat goes out one interval in, not at once: Temporal needs none from a shard
+    // that ends before its heartbeat timeout, and each costs a round trip to the server (a whole
+    // shard of a small model is a few milliseconds). Cancellation is still seen between steps
+    // through the signal, whatever the heartbeats. The attempt's start counts as a beat (the
+    // server's heartbeat clock starts with it); `silent` is the longest gap between beats, what
+    // the heartbeat timeout has to outlast (the workflow sizes later rounds' timeout from it).
+    let lastBeat = started;
+    let silent = 0;
+    /** Heartbeat, at most once per interval (a beat is a round trip to the server). */
+    const maybeBeat = (details: Record<string, unknown>) => {
+      const now = performance.now();
+      if (now - lastBeat < heartbeatIntervalMs) return;
+      ctx.heartbeat({ iteration, shardIndex, ...details });
+      silent = Math.max(silent, now - lastBeat);
+      lastBeat = now;
+    };
+    // While the attempt waits on the store (or on anything else asynchronous) a timer beats for it;
+    // while tfjs holds the thread, the inner-loop hooks below do.
+    // (An interval of 0, tests only, beats at every hook and needs no timer.)
+    const ticker = heartbeatIntervalMs > 0 ? setInterval(() => maybeBeat({ waiting: true }), heartbeatIntervalMs) : undefined;
     let sum: Params | undefined;
     let data: Params | undefined;
+    let lease: Awaited<ReturnType<typeof cache.acquire>> | undefined;
     try {
+      // A cold worker builds the learner and reads its data set here (synchronously: no beat).
+      const { setup, runner } = builds.get(config);
+      if (ctx.signal.aborted) throw cancellation(ctx.signal);
+      lease = await cache.acquire(input.paramsKey);
+      const params = lease.params;
       // Task content is a pure function of (seed, iteration, index): a retry recomputes the same shard.
       const tasks = Array.from({ length: taskEnd - taskStart }, (_, j) => setup.train.task(config.seed, "train", iteration, taskStart + j));
-      // The first heartbeat goes out one interval in, not at once: Temporal needs none from a shard
-      // that ends before its heartbeat timeout, and each costs a round trip to the server (a whole
-      // shard of a small model is a few milliseconds). Cancellation is still seen between steps
-      // through the signal, whatever the heartbeats.
-      let lastBeat = performance.now();
       let simulatedDone = 0;
       // Inner-loop timing: each afterTask closes the tasks done since the previous one (one task,
       // or a whole batch when tasks run batched over a task axis).
       const backend = backendName();
       let timedDone = 0;
       let taskStarted = performance.now();
-      /** Heartbeat, at most once per interval (a beat is a round trip to the server). */
-      const maybeBeat = (details: Record<string, unknown>) => {
-        if (performance.now() - lastBeat < heartbeatIntervalMs) return;
-        ctx.heartbeat({ iteration, shardIndex, ...details });
-        lastBeat = performance.now();
-      };
-      const result = await runner.runShard(lease.params, tasks, {
+      const result = await runner.runShard(params, tasks, {
         onInnerStep: (taskOffset, step) => {
           // Throwing here aborts the shard; the algorithm frees its tensors before the error surfaces.
           if (ctx.signal.aborted) throw cancellation(ctx.signal);
@@ -140,11 +152,13 @@ export function runShardActivity(kit: ActivityKit) {
       // by the workflow (ShardResultUnusable) rather than paid for with an fsync on every shard.
       await store.put(key, serializeParams(shardBlobMap({ sum, data }), { runId, iteration, shardIndex, taskStart, taskEnd }), { recomputable: true });
       const seconds = secondsSince(started);
-      log("runShard", { runId, iteration, shardIndex, tasks: tasks.length, seconds, postLoss: summary.postLoss });
-      return { resultKey: key, metrics: summary, backend, seconds };
+      const silentSeconds = Math.max(silent, performance.now() - lastBeat) / 1000;
+      log("runShard", { runId, iteration, shardIndex, tasks: tasks.length, seconds, silentSeconds, postLoss: summary.postLoss });
+      return { resultKey: key, metrics: summary, backend, seconds, silentSeconds };
     } finally {
+      clearInterval(ticker);
       dispose(sum, data);
-      lease.release();
+      lease?.release();
     }
   }
   return runShard;

@@ -46,6 +46,12 @@ export interface RunShardOutput {
   /** Backend the shard ran on and its wall time, for metrics. */
   backend: string;
   seconds: number;
+  /**
+   * The longest stretch of this attempt, in seconds, between two heartbeats it sent (its start
+   * and end count as beats): what the heartbeat timeout must outlast. The workflow sizes the next
+   * rounds' timeout from it (workflows/heartbeat.ts).
+   */
+  silentSeconds?: number;
 }
 
 export interface OuterStepInput {
@@ -186,6 +192,8 @@ export interface MetaTrainingState {
   latest?: TaskMetricsSummary;
   evaluation?: EvaluationSummary;
   lastCheckpointKey?: string;
+  /** The longest silence any shard of this run has shown (`RunShardOutput.silentSeconds`): sizes the heartbeat timeout. */
+  silentSeconds?: number;
 }
 
 /** The `progress` query's answer. */

@@ -23,7 +23,14 @@ export const FailurePolicySchema = z.strictObject({
 
 export const TimeoutsSchema = z.strictObject({
   shardStartToCloseSeconds: int(1).default(1800).describe("One shard activity, from start to close."),
-  heartbeatSeconds: int(1).default(30).describe("A shard activity must heartbeat within this; a silent worker is presumed dead."),
+  heartbeatSeconds: int(1)
+    .default(30)
+    .describe("Heartbeat timeout of a shard activity until the run has seen its shards run (and the most it grows to): a silent worker is presumed dead and its shard retried elsewhere."),
+  heartbeatMinSeconds: int(1)
+    .default(5)
+    .describe(
+      "The least heartbeat timeout. Once shards have run, the timeout is 3× the longest silence a shard of this run has shown, plus 2 s, between this and heartbeatSeconds: a killed gpu worker costs seconds, not heartbeatSeconds. Equal to heartbeatSeconds: a fixed timeout.",
+    ),
   coordinatorStartToCloseSeconds: int(1).default(600).describe("Outer step, checkpoint and evaluation activities."),
   maximumAttempts: int(1, 100).default(10).describe("Attempts per activity before the run fails (transient errors only)."),
 });

@@ -56,7 +56,9 @@ Environment:
   METATRAIN_BACKEND                auto (default), tfjs-node-gpu, tfjs-node, wasm or cpu
   METATRAIN_GPU_CONCURRENCY        shard activities run at once per gpu worker, default 1
   METATRAIN_WORKFLOW_BUNDLE        prebuilt workflow bundle (bundleWorkflowCode); default: bundle workflows/index.ts at startup
-  METATRAIN_SHUTDOWN_GRACE_SECONDS how long in-flight activities may finish after SIGTERM before they are cancelled, default 25
+  METATRAIN_SHUTDOWN_GRACE_SECONDS how long in-flight coordinator tasks (outer step, checkpoint) may finish after SIGTERM, default 25
+  METATRAIN_GPU_SHUTDOWN_GRACE_SECONDS how long running shards may finish after SIGTERM, default 0: they are handed
+                                   back at once (cancelled; Temporal retries them on another worker, same bytes)
   METATRAIN_LOG_LEVEL              Temporal SDK log level: TRACE, DEBUG, INFO (default), WARN, ERROR
   METATRAIN_METRICS_PORT           /metrics and /healthz (metatrain and Node.js metrics), default 9464; 0 picks a free port
   METATRAIN_TEMPORAL_METRICS_PORT  /metrics of the Temporal SDK's own metrics, default 9465; 0 picks a free port
@@ -84,6 +86,7 @@ export interface WorkerConfig {
   gpuConcurrency: number;
   workflowBundlePath: string | undefined;
   shutdownGraceSeconds: number;
+  gpuShutdownGraceSeconds: number;
   logLevel: LogLevel;
   /** METATRAIN_STORE_PROBE_SECONDS (default 30): retry window of the start-up store check. */
   storeProbeSeconds: number;
@@ -176,6 +179,7 @@ export function parseWorkerConfig(argv: readonly string[], env: Env): WorkerConf
     gpuConcurrency: positiveInt(env, "METATRAIN_GPU_CONCURRENCY", 1, 1),
     workflowBundlePath,
     shutdownGraceSeconds: positiveInt(env, "METATRAIN_SHUTDOWN_GRACE_SECONDS", 25, 0),
+    gpuShutdownGraceSeconds: positiveInt(env, "METATRAIN_GPU_SHUTDOWN_GRACE_SECONDS", 0, 0),
     simulatedTaskMs: positiveInt(env, "METATRAIN_SIMULATED_TASK_MS", 0, 0),
     storeProbeSeconds: positiveInt(env, "METATRAIN_STORE_PROBE_SECONDS", 30, 0),
     logLevel: logLevel as LogLevel,
@@ -196,6 +200,13 @@ function activityLog(msg: string, fields: Record<string, unknown> = {}): void {
     .filter(([, v]) => v !== undefined)
     .map(([k, v]) => `${k}=${typeof v === "number" ? Number(v.toPrecision(6)) : String(v)}`);
   console.log(["metatrain", msg, ...kv].join(" "));
+}
+
+/** What SIGTERM does to the tasks in flight, as the drain line says it. */
+function drainLine(cfg: WorkerConfig): string {
+  const shards = cfg.gpuShutdownGraceSeconds === 0 ? "running shards are handed back at once" : `running shards get ${cfg.gpuShutdownGraceSeconds}s`;
+  const coordinator = `coordinator tasks get ${cfg.shutdownGraceSeconds}s`;
+  return cfg.role === "gpu" ? shards : cfg.role === "coordinator" ? coordinator : `${shards}, ${coordinator}`;
 }
 
 export async function main(argv: readonly string[], env: Env): Promise<number> {
@@ -243,7 +254,7 @@ export async function main(argv: readonly string[], env: Env): Promise<number> {
       if (!running) {
         say(`${sig} before the workers started: exiting`);
         process.exit(EXIT.ok);
-      } else if (signals === 1) say(`${sig}: draining (in-flight tasks get ${cfg.shutdownGraceSeconds}s); send it again to force exit`);
+      } else if (signals === 1) say(`${sig}: draining (${drainLine(cfg)}); send it again to force exit`);
       else {
         fail(`${sig} again: exiting without waiting for in-flight tasks (they are retried elsewhere)`);
         process.exit(EXIT.failed);
@@ -337,6 +348,13 @@ export async function main(argv: readonly string[], env: Env): Promise<number> {
         // noop: the orchestration floor benchmark's activity (workflows/floor.ts), harmless otherwise.
         activities: { runShard: acts.runShard, evaluate: acts.evaluate, ...floorActivities() },
         maxConcurrentActivityTaskExecutions: cfg.gpuConcurrency,
+        // SIGTERM (scale-down, a node drain): a shard is recomputable from (seed, iteration, shard),
+        // so by default it is cancelled at once and retried on another worker rather than holding
+        // the pod (and the round) for up to a shard's length.
+        shutdownGraceTime: `${cfg.gpuShutdownGraceSeconds}s`,
+        // Beats reach the server at most every 2 s whatever the heartbeat timeout (the SDK's
+        // default, 0.8 × the timeout, would leave a 5 s timeout one late beat from expiring).
+        maxHeartbeatThrottleInterval: "2s",
       });
       workers.push(gpu);
       watch(gpu, TASK_QUEUES.gpu, cfg.gpuConcurrency);

@@ -41,6 +41,7 @@ import type {
 import { InvalidRunConfigError, parseOrchestration, shardPlan, type RunConfigJson as RunConfig } from "../contracts/config.js";
 import { ErrorTypes, NON_RETRYABLE_ERROR_TYPES } from "../contracts/errors.js";
 import { TASK_QUEUES } from "../contracts/queues.js";
+import { heartbeatTimeoutSeconds, longestSilence } from "./heartbeat.js";
 import type { MetatrainSinks } from "../telemetry/sinks.js";
 
 /**
@@ -262,6 +263,17 @@ function retryPolicy(config: RunConfig): RetryPolicy {
   };
 }
 
+/** The shard activity with a given heartbeat timeout (workflows/heartbeat.ts sizes it). */
+function shardProxy(config: RunConfig, heartbeatSeconds: number): MetaTrainingActivities {
+  return proxyActivities<MetaTrainingActivities>({
+    taskQueue: TASK_QUEUES.gpu,
+    startToCloseTimeout: seconds(config.timeouts.shardStartToCloseSeconds),
+    // A worker that stops heartbeating is presumed dead: the shard is retried elsewhere.
+    heartbeatTimeout: seconds(heartbeatSeconds),
+    retry: retryPolicy(config),
+  });
+}
+
 function activityProxies(config: RunConfig) {
   const retry = retryPolicy(config);
   const coordinator: ActivityOptions = {
@@ -270,13 +282,7 @@ function activityProxies(config: RunConfig) {
     retry,
   };
   return {
-    shards: proxyActivities<MetaTrainingActivities>({
-      taskQueue: TASK_QUEUES.gpu,
-      startToCloseTimeout: seconds(config.timeouts.shardStartToCloseSeconds),
-      // A worker that stops heartbeating is presumed dead: the shard is retried elsewhere.
-      heartbeatTimeout: seconds(config.timeouts.heartbeatSeconds),
-      retry,
-    }),
+    shards: shardProxy(config, config.timeouts.heartbeatSeconds),
     evaluation: proxyActivities<MetaTrainingActivities>({ ...coordinator, taskQueue: TASK_QUEUES.gpu }),
     coordinator: proxyActivities<MetaTrainingActivities>(coordinator),
     // The same coordinator activities run in this worker's own process: no task-queue round trip
@@ -424,6 +430,21 @@ async function metaTraining(input: MetaTrainingInput): Promise<MetaTrainingResul
   const perIteration = iterationProxies(cfg, acts);
   const startIteration = s.iteration;
   const shardCount = shardPlan(cfg).length;
+  // Heartbeat timeouts sized from the shards' own silences; histories begun before keep the fixed one.
+  const adaptiveHeartbeat = patched("adaptive-heartbeat");
+  const shardProxies = new Map<number, MetaTrainingActivities>();
+  /** The shard activity as the next shard should be scheduled. */
+  const shards = (): MetaTrainingActivities => {
+    if (!adaptiveHeartbeat) return acts.shards;
+    const timeout = heartbeatTimeoutSeconds(cfg.timeouts, s.silentSeconds);
+    let proxy = shardProxies.get(timeout);
+    if (!proxy) shardProxies.set(timeout, (proxy = shardProxy(cfg, timeout)));
+    return proxy;
+  };
+  /** Remember how long a finished shard went without a heartbeat. */
+  const noteSilence = (output: RunShardOutput): void => {
+    if (adaptiveHeartbeat) s.silentSeconds = longestSilence(s.silentSeconds, output.silentSeconds);
+  };
 
   /** Where the run stands, with the latest iteration's losses when there are any. */
   const reportProgress = (): void =>
@@ -505,11 +526,12 @@ async function metaTraining(input: MetaTrainingInput): Promise<MetaTrainingResul
     const launch = (): void => {
       if (stopped || next >= plan.length) return;
       const shard = plan[next++]!;
-      acts.shards
+      shards()
         .runShard({ runId, config: cfg, iteration, shardIndex: shard.index, taskStart: shard.taskStart, taskEnd: shard.taskEnd, paramsKey: s.paramsKey })
         .then(
           (output) => {
             outcomes[shard.index]!.output = output;
+            noteSilence(output);
             succeeded++;
           },
           (error: unknown) => {
@@ -587,14 +609,18 @@ async function metaTraining(input: MetaTrainingInput): Promise<MetaTrainingResul
         if (!bad || recomputes >= MAX_SHARD_RECOMPUTES) throw stepFailed(name, e, STEP_FAILED);
         log.warn("recomputing shards whose results are missing or corrupt", { runId, iteration, shards: bad, recompute: recomputes + 1, reason: innermostMessage(e) });
         const plan = shardPlan(cfg);
-        const shards = bad.map((index) => plan[index]);
-        if (shards.some((p) => p === undefined)) throw stepFailed(name, e, STEP_FAILED); // names no shard of this plan
+        const redo = bad.map((index) => plan[index]);
+        if (redo.some((p) => p === undefined)) throw stepFailed(name, e, STEP_FAILED); // names no shard of this plan
         await Promise.all(
-          shards.map((shard) => {
+          redo.map((shard) => {
             const index = shard!.index;
             return step(
               `iteration ${iteration}: recomputing shard ${index} (tasks ${shard!.taskStart}–${shard!.taskEnd - 1})`,
-              () => acts.shards.runShard({ runId, config: cfg, iteration, shardIndex: index, taskStart: shard!.taskStart, taskEnd: shard!.taskEnd, paramsKey: s.paramsKey }),
+              async () => {
+                const output = await shards().runShard({ runId, config: cfg, iteration, shardIndex: index, taskStart: shard!.taskStart, taskEnd: shard!.taskEnd, paramsKey: s.paramsKey });
+                noteSilence(output);
+                return output;
+              },
               ErrorTypes.TooFewShards,
             );
           }),

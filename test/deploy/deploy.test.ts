@@ -434,27 +434,35 @@ test("Temporal: the KEDA trigger watches the code's gpu task queue (activity tas
   assert.equal(hpa.metadata.namespace, K8S.namespace);
 });
 
-test("graceful shutdown: a GPU worker's drain outlasts a shard, a coordinator's a coordinator activity (K8s and compose)", async (t) => {
+/** Seconds a worker needs after its grace to report cancelled shards and close its connection. */
+const EXIT_SECONDS = 30;
+
+test("graceful shutdown: a GPU worker hands its shards back at once, a coordinator's drain outlasts a coordinator activity (K8s and compose)", async (t) => {
   if (!needValidators(t)) return;
   const timeouts = await facts.timeoutDefaults();
-  t.diagnostic(`activity timeouts ${timeouts.value.shard}s / ${timeouts.value.coordinator}s from ${timeouts.source}`);
-  const limits = { [K8S.gpuWorker]: timeouts.value.shard, [K8S.coordinator]: timeouts.value.coordinator };
+  t.diagnostic(`coordinator activity timeout ${timeouts.value.coordinator}s from ${timeouts.source}`);
   for (const overlay of OVERLAYS) {
     const docs = rendered(overlay);
-    for (const [name, activitySeconds] of Object.entries(limits)) {
-      const d = find(docs, "Deployment", name);
-      const grace = Number(envValue(workerContainer(d), "METATRAIN_SHUTDOWN_GRACE_SECONDS")?.value);
-      const kill = d.spec.template.spec.terminationGracePeriodSeconds as number;
-      assert.ok(grace >= activitySeconds, `${overlay} ${name}: METATRAIN_SHUTDOWN_GRACE_SECONDS ${grace} < activity timeout ${activitySeconds}`);
-      assert.ok(kill > grace, `${overlay} ${name}: terminationGracePeriodSeconds ${kill} must exceed the worker's own grace ${grace}`);
-    }
+    const gpu = find(docs, "Deployment", K8S.gpuWorker);
+    const gpuGrace = Number(envValue(workerContainer(gpu), "METATRAIN_GPU_SHUTDOWN_GRACE_SECONDS")?.value);
+    assert.equal(gpuGrace, 0, `${overlay} ${K8S.gpuWorker}: METATRAIN_GPU_SHUTDOWN_GRACE_SECONDS hands shards back at once`);
+    assert.equal(envValue(workerContainer(gpu), "METATRAIN_SHUTDOWN_GRACE_SECONDS"), undefined, `${overlay} ${K8S.gpuWorker}: no coordinator grace on a gpu worker`);
+    assert.ok((gpu.spec.template.spec.terminationGracePeriodSeconds as number) >= gpuGrace + EXIT_SECONDS, `${overlay} ${K8S.gpuWorker}: terminationGracePeriodSeconds`);
+    const coordinator = find(docs, "Deployment", K8S.coordinator);
+    const grace = Number(envValue(workerContainer(coordinator), "METATRAIN_SHUTDOWN_GRACE_SECONDS")?.value);
+    const kill = coordinator.spec.template.spec.terminationGracePeriodSeconds as number;
+    assert.ok(grace >= timeouts.value.coordinator, `${overlay} ${K8S.coordinator}: METATRAIN_SHUTDOWN_GRACE_SECONDS ${grace} < activity timeout ${timeouts.value.coordinator}`);
+    assert.ok(kill > grace, `${overlay} ${K8S.coordinator}: terminationGracePeriodSeconds ${kill} must exceed the worker's own grace ${grace}`);
   }
   const compose = composeFile();
-  for (const [name, activitySeconds] of [[COMPOSE.worker, timeouts.value.shard], [COMPOSE.gpuWorker, timeouts.value.shard], [COMPOSE.coordinator, timeouts.value.coordinator]] as const) {
+  for (const name of [COMPOSE.worker, COMPOSE.gpuWorker]) {
     const s = compose.services[name] as Obj;
-    const grace = Number(s.environment.METATRAIN_SHUTDOWN_GRACE_SECONDS);
-    assert.ok(grace >= activitySeconds && facts.composeDurationSeconds(s.stop_grace_period) > grace, `compose ${name}: grace ${grace}s, stop_grace_period ${s.stop_grace_period}`);
+    const grace = Number(s.environment.METATRAIN_GPU_SHUTDOWN_GRACE_SECONDS);
+    assert.ok(grace === 0 && facts.composeDurationSeconds(s.stop_grace_period) >= EXIT_SECONDS, `compose ${name}: gpu grace ${grace}s, stop_grace_period ${s.stop_grace_period}`);
   }
+  const s = compose.services[COMPOSE.coordinator] as Obj;
+  const grace = Number(s.environment.METATRAIN_SHUTDOWN_GRACE_SECONDS);
+  assert.ok(grace >= timeouts.value.coordinator && facts.composeDurationSeconds(s.stop_grace_period) > grace, `compose coordinator: grace ${grace}s, stop_grace_period ${s.stop_grace_period}`);
 });
 
 /** Pod hardening: non-root (the images' uid), seccomp, no API token, read-only root with a writable /tmp, no privileges, limits, Secrets by reference. */

@@ -787,12 +787,13 @@ describe("meta-training orchestration on Temporal and S3", { skip: skipUnlessTem
     return (d.raw.pendingActivities ?? []).some((a) => a.activityId === activityId);
   };
 
-  /** Every history event of every run of a workflow id (continue-as-new chains). */
+  /** Every history event of every run of a workflow id (continue-as-new chains), oldest run first. */
   async function allEvents(workflowId: string) {
+    const runs = [];
+    for await (const w of client.workflow.list({ query: `WorkflowId = "${workflowId}"` })) runs.push(w);
+    runs.sort((a, b) => a.startTime.getTime() - b.startTime.getTime());
     const events = [];
-    for await (const w of client.workflow.list({ query: `WorkflowId = "${workflowId}"` })) {
-      events.push(...((await client.workflow.getHandle(workflowId, w.runId).fetchHistory()).events ?? []));
-    }
+    for (const w of runs) events.push(...((await client.workflow.getHandle(workflowId, w.runId).fetchHistory()).events ?? []));
     return events;
   }
 
@@ -848,6 +849,96 @@ describe("meta-training orchestration on Temporal and S3", { skip: skipUnlessTem
     const r = await result(runId);
     assert.equal(r.iteration, 3);
     assertBitIdentical(await storedParams(r.paramsKey), await reference(cfg), `${runId} final parameters`);
+    await pool.ensure("gpu", 2);
+  }));
+
+  /** Seconds since the epoch of a history event. */
+  const eventSeconds = (e: { eventTime?: { seconds?: unknown; nanos?: number | null } | null }): number =>
+    Number(e.eventTime?.seconds ?? 0) + (e.eventTime?.nanos ?? 0) / 1e9;
+
+  /** Heartbeat timeouts (seconds) of the runShard activities scheduled, in history order. */
+  const shardHeartbeatTimeouts = (events: Awaited<ReturnType<typeof allEvents>>): number[] =>
+    events
+      .map((e) => e.activityTaskScheduledEventAttributes)
+      .filter((a) => a?.activityType?.name === "runShard")
+      .map((a) => Number(a!.heartbeatTimeout?.seconds ?? 0));
+
+  /** When (epoch seconds) the first shard attempt after `since` that is a retry started. */
+  const firstRetryAfter = (events: Awaited<ReturnType<typeof allEvents>>, since: number): number | undefined =>
+    events
+      .filter((e) => (e.activityTaskStartedEventAttributes?.attempt ?? 1) > 1 && eventSeconds(e) >= since)
+      .map(eventSeconds)
+      .sort((a, b) => a - b)[0];
+
+  test("(b6) with the default 30 s heartbeat timeout, a SIGKILLed gpu worker's shard is retried after seconds: later rounds use a timeout sized from the shards' silences", { timeout: 10 * MINUTE }, withLogs(async () => {
+    const runId = "crash-gpu-adaptive";
+    await pool.ensure("gpu", 2);
+    // The defaults: 30 s until shards have reported, then 3 × the longest silence + 2 s, at least 5 s.
+    const input: RunConfigInput = { ...HEAVY, iterations: 12, seed: 25, timeouts: { ...(BASE.timeouts as object), heartbeatSeconds: 30, heartbeatMinSeconds: 5 } };
+    const cfg = parseRunConfig(input);
+    void reference(cfg);
+    await start(runId, { runId, config: input });
+    await waitProgress(runId, (p) => p.iteration >= 3, "iteration 3");
+    let killedAt = 0;
+    const victim = await killGpuWorkerMidShard(runId, async (id) => {
+      killedAt = Date.now() / 1000;
+      return stillPending(runId, id);
+    });
+    const r = await result(runId);
+    assert.equal(r.iteration, 12);
+    assertBitIdentical(await storedParams(r.paramsKey), await reference(cfg), `${runId} final parameters`);
+    const events = await allEvents(runId);
+    const timeouts = shardHeartbeatTimeouts(events);
+    // Round 0's two shards go out with 30 s; HEAVY's shards (a third of a second, beating each
+    // second) show a silence near 1 s at most, so from round 1 on: max(5, ceil(3 s + 2 s)) = 5 s,
+    // more only if this machine stalls a shard for seconds (allowed up to 15 s here).
+    assert.deepEqual(timeouts.slice(0, 2), [30, 30], "the first round's shards use heartbeatSeconds");
+    const later = timeouts.slice(2);
+    assert.ok(later.length >= 20 && later.every((t) => t >= 5 && t <= 15), `later heartbeat timeouts ${[...new Set(later)].join(", ")} s`);
+    const retry = firstRetryAfter(events, killedAt - 1);
+    assert.ok(retry !== undefined, "no shard attempt ran again after the kill");
+    const lost = retry - killedAt;
+    console.log(`# killed ${victim.name} (pid ${victim.pid}); the shard ran again ${lost.toFixed(1)} s later; heartbeat timeouts after round 0: ${[...new Set(later)].join(", ")} s`);
+    // The 30 s fixed timeout took ≥ 30 s here; the adaptive one ≤ 15 s + the 1 s retry backoff.
+    assert.ok(lost < 17, `the shard was retried ${lost.toFixed(1)} s after the kill`);
+    await pool.ensure("gpu", 2);
+  }));
+
+  test("(b7) SIGTERM of a gpu worker mid-shard hands the shard back at once: retried elsewhere within seconds (heartbeat timeout 30 s), the worker exits, bit-identical", { timeout: 10 * MINUTE }, withLogs(async () => {
+    const runId = "sigterm-gpu";
+    await pool.ensure("gpu", 2);
+    // A fixed 30 s heartbeat timeout: only the hand-back can explain a retry within seconds.
+    const input: RunConfigInput = { ...HEAVY, iterations: 10, seed: 26, timeouts: { ...(BASE.timeouts as object), heartbeatSeconds: 30, heartbeatMinSeconds: 30 } };
+    const cfg = parseRunConfig(input);
+    void reference(cfg);
+    await start(runId, { runId, config: input });
+    await waitProgress(runId, (p) => p.iteration >= 2, "iteration 2");
+    let signalledAt = 0;
+    let exitSeconds = 0;
+    for (let attempt = 1; ; attempt++) {
+      const victim = pool.alive("gpu")[0]!;
+      const activityId = await waitForShardOn(runId, victim.pid);
+      signalledAt = Date.now() / 1000;
+      await victim.kill("SIGTERM"); // waits for the exit (SIGKILL after 10 s)
+      exitSeconds = Date.now() / 1000 - signalledAt;
+      assert.match(victim.log(), /handed back at once/, "the drain line says what happens to running shards");
+      const handedBack = (await latest(runId).fetchHistory()).events?.some(
+        (e) => e.activityTaskStartedEventAttributes !== undefined && (e.activityTaskStartedEventAttributes?.attempt ?? 1) > 1 && eventSeconds(e) >= signalledAt - 1,
+      );
+      if (handedBack || (await stillPending(runId, activityId))) break;
+      console.log(`# the shard finished before SIGTERM landed (try ${attempt}); again`);
+      if (attempt >= 4) assert.fail(`${runId}: ${attempt} SIGTERMs all came after the shard had finished`);
+      await pool.ensure("gpu", 2);
+    }
+    const r = await result(runId);
+    assert.equal(r.iteration, 10);
+    assertBitIdentical(await storedParams(r.paramsKey), await reference(cfg), `${runId} final parameters`);
+    const retry = firstRetryAfter(await allEvents(runId), signalledAt - 1);
+    assert.ok(retry !== undefined, "the shard held at SIGTERM never ran again");
+    const lost = retry - signalledAt;
+    console.log(`# SIGTERM: the worker exited in ${exitSeconds.toFixed(1)} s, the shard ran again ${lost.toFixed(1)} s after the signal`);
+    assert.ok(exitSeconds < 9, `the worker took ${exitSeconds.toFixed(1)} s to exit`);
+    assert.ok(lost < 10, `the shard was retried ${lost.toFixed(1)} s after SIGTERM (a heartbeat timeout would take 30 s)`);
     await pool.ensure("gpu", 2);
   }));
 

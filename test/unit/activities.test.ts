@@ -205,14 +205,47 @@ describe("runShard", () => {
 
   test("a shard longer than the interval heartbeats about once per interval", async () => {
     // 2 tasks × 300 ms of simulated compute, slept in one 300 ms slice per task, at a 100 ms
-    // interval: a beat is offered after each slice (and at each inner step, all within the first
-    // few ms, so too early), and each slice ends ≥ 100 ms after the previous beat — at least 2.
+    // interval: while a slice sleeps the thread is free and the shard's timer offers a beat every
+    // 100 ms (the inner steps, all within the first few ms, are too early): about 6, at least 2.
     const fake = fakeContext();
     const acts = createActivities({ store, context: fake.context, heartbeatIntervalMs: 100, simulatedTaskMs: 300 });
     const keys = await acts.initRun({ runId: "hb", config: small });
     await acts.runShard({ runId: "hb", config: small, iteration: 0, shardIndex: 0, taskStart: 0, taskEnd: 2, paramsKey: keys.paramsKey });
     assert.ok(fake.beats.length >= 2 && fake.beats.length <= 8, `${fake.beats.length} heartbeats`);
-    assert.ok(fake.beats.some((b) => b.simulated === true), "the simulated compute's slices beat");
+    assert.ok(fake.beats.some((b) => b.simulated === true || b.waiting === true), "the shard beats while the simulated compute sleeps");
+  });
+
+  test("a shard reports its longest silence between heartbeats, start and end included", async () => {
+    // 2 tasks × 300 ms of simulated compute at a 100 ms interval: beats come at most ~300 ms apart
+    // (a slice) and at least 100 ms (the interval), so the longest silence lies in [0.1, 0.3 + slack].
+    const fake = fakeContext();
+    const acts = createActivities({ store, context: fake.context, heartbeatIntervalMs: 100, simulatedTaskMs: 300 });
+    const keys = await acts.initRun({ runId: "silence", config: small });
+    const out = await acts.runShard({ runId: "silence", config: small, iteration: 0, shardIndex: 0, taskStart: 0, taskEnd: 2, paramsKey: keys.paramsKey });
+    assert.ok(out.silentSeconds !== undefined && out.silentSeconds >= 0.1, `silence ${out.silentSeconds}`);
+    assert.ok(out.silentSeconds < 0.5 && out.silentSeconds <= out.seconds, `silence ${out.silentSeconds} of ${out.seconds} s`);
+  });
+
+  test("while a shard waits on the store, a timer heartbeats for it", async () => {
+    // Every store read takes 350 ms: the parameter read happens with the thread free, so the
+    // 100 ms timer beats (about 3 times) and the longest silence stays near the interval, not 350 ms.
+    const slow = new Proxy(store, {
+      get(target, prop, receiver) {
+        const v = Reflect.get(target, prop, receiver);
+        if (prop !== "get" || typeof v !== "function") return typeof v === "function" ? v.bind(target) : v;
+        return async (...args: unknown[]) => {
+          await new Promise((r) => setTimeout(r, 350));
+          return v.apply(target, args);
+        };
+      },
+    });
+    const fake = fakeContext();
+    const keys = await createActivities({ store }).initRun({ runId: "slow-store", config: small });
+    // Its own parameter cache, empty: the shard reads the parameters through the slow store.
+    const acts = createActivities({ store: slow, context: fake.context, heartbeatIntervalMs: 100 });
+    const out = await acts.runShard({ runId: "slow-store", config: small, iteration: 0, shardIndex: 0, taskStart: 0, taskEnd: 2, paramsKey: keys.paramsKey });
+    assert.ok(fake.beats.filter((b) => b.waiting === true).length >= 2, `${fake.beats.length} beats`);
+    assert.ok(out.silentSeconds !== undefined && out.silentSeconds < 0.3, `silence ${out.silentSeconds}`);
   });
 
   for (const algorithm of ["maml", "reptile"] as const) {
