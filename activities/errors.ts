@@ -15,6 +15,8 @@ export const ActivityErrorTypes = {
   ...ErrorTypes,
   StoreUnavailable: "StoreUnavailable",
   InvalidActivityInput: "InvalidActivityInput",
+  /** A gpu worker's store refused it (its credentials, most likely): retried on another worker. */
+  WorkerStoreAccessDenied: "WorkerStoreAccessDenied",
 } as const;
 
 /** Details attached to every failure made here, for the workflow and the CLI. */
@@ -77,6 +79,26 @@ export function toActivityFailure(e: unknown): unknown {
     );
   }
   return e;
+}
+
+/** Whether `e` is the store refusing this process (access denied, no such bucket). */
+export function isStoreAccessDenied(e: unknown): e is StoreError {
+  return isStoreError(e) && e.code === "STORE_ACCESS_DENIED";
+}
+
+/**
+ * A store refusal seen by one gpu worker, as that worker's problem: retryable, so Temporal gives
+ * the attempt to another worker (a run whose every worker is refused still fails, after
+ * `timeouts.maximumAttempts`, with this message).
+ */
+export function workerStoreAccessDenied(e: StoreError, worker: string): ApplicationFailure {
+  return failure(
+    ActivityErrorTypes.WorkerStoreAccessDenied,
+    `gpu worker ${worker} was refused by the store: ${e.message}`,
+    false,
+    "retried on another worker; fix that worker's store credentials (METATRAIN_STORE, AWS_* variables) and restart it",
+    e,
+  );
 }
 
 /** Training or evaluation produced NaN or ±Inf: retrying recomputes the same numbers. */

@@ -2,7 +2,7 @@
 // context, metrics); one file per activity group, all sharing one kit; the worker wires real ports.
 import type { MetaTrainingActivities } from "../contracts/activities.js";
 import { checkpointActivities } from "./checkpoints.js";
-import { toActivityFailure } from "./errors.js";
+import { isStoreAccessDenied, toActivityFailure, workerStoreAccessDenied } from "./errors.js";
 import { evaluateActivity } from "./evaluate.js";
 import { activityKit, type ActivityDeps } from "./ports.js";
 import { runShardActivity } from "./shards.js";
@@ -24,16 +24,31 @@ const mapped =
     }
   };
 
+/** A gpu activity: a store refusal is this worker's problem (reported, and retried elsewhere), not the run's. */
+const onGpuWorker =
+  <I, O>(fn: (input: I) => Promise<O>, denied: ActivityDeps["onStoreAccessDenied"]) =>
+  async (input: I): Promise<O> => {
+    try {
+      return await fn(input);
+    } catch (e) {
+      if (denied && isStoreAccessDenied(e)) {
+        denied.report(e);
+        throw workerStoreAccessDenied(e, denied.worker);
+      }
+      throw toActivityFailure(e);
+    }
+  };
+
 /** Every activity of a run over the given ports; errors leave as typed ApplicationFailures (see errors.ts). */
 export function createActivities(deps: ActivityDeps): MetaTrainingActivities {
   const kit = activityKit(deps);
   const { writeCheckpoint, loadCheckpoint } = checkpointActivities(kit);
   return {
     initRun: mapped(initRunActivity(kit)),
-    runShard: mapped(runShardActivity(kit)),
+    runShard: onGpuWorker(runShardActivity(kit), deps.onStoreAccessDenied),
     outerStep: mapped(outerStepActivity(kit)),
     writeCheckpoint: mapped(writeCheckpoint),
-    evaluate: mapped(evaluateActivity(kit)),
+    evaluate: onGpuWorker(evaluateActivity(kit), deps.onStoreAccessDenied),
     loadCheckpoint: mapped(loadCheckpoint),
   };
 }

@@ -48,6 +48,13 @@ export interface ActivityDeps {
    * cancellation), to stand in for GPU compute when measuring orchestration scaling. Default 0.
    */
   simulatedTaskMs?: number;
+  /**
+   * Set by a gpu worker: called when the store refuses a shard or an evaluation (access denied).
+   * The attempt then fails retryably as WorkerStoreAccessDenied — another worker takes it — and
+   * the worker marks itself unhealthy and stops taking work. Unset: such errors stay
+   * StoreAccessDenied, final (one process, as in tests, has no other worker to turn to).
+   */
+  onStoreAccessDenied?: { worker: string; report: (e: Error) => void };
 }
 
 /** The Temporal activity context, adapted to the port. */

@@ -3,7 +3,8 @@
 //   node --import tsx workers/main.ts --role gpu|coordinator|all
 //
 // Exit codes: 0 after a graceful shutdown (SIGTERM/SIGINT) or --help; 1 when a worker fails;
-// 2 when the Temporal server cannot be reached; 3 for a configuration error (flags, environment).
+// 2 when the Temporal server cannot be reached; 3 for a configuration error (flags, environment),
+// or a gpu worker the store refused at run time.
 import { existsSync, readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { fileURLToPath } from "node:url";
@@ -248,6 +249,8 @@ export async function main(argv: readonly string[], env: Env): Promise<number> {
   }
   let running = false;
   let signals = 0;
+  /** The store's refusal of a gpu activity, once seen (see onStoreAccessDenied below). */
+  let storeDenied: Error | undefined;
   for (const sig of ["SIGINT", "SIGTERM"] as const) {
     process.on(sig, () => {
       signals++;
@@ -301,7 +304,8 @@ export async function main(argv: readonly string[], env: Env): Promise<number> {
       port: cfg.metricsPort,
       host: cfg.metricsHost,
       tfMemory: () => tf.memory(),
-      ready: () => running,
+      // Unhealthy once the store has refused this worker (it then stops taking work and exits 3).
+      ready: () => running && storeDenied === undefined,
     });
   } catch (e) {
     fail(`cannot serve metrics: ${firstLine(e)}`);
@@ -332,6 +336,25 @@ export async function main(argv: readonly string[], env: Env): Promise<number> {
     backendName: () => backend.backend,
     // Benchmarks only (bench/orchestration.ts): a fixed delay per task standing in for GPU compute.
     simulatedTaskMs: cfg.simulatedTaskMs,
+    // A gpu worker the store refuses at run time (credentials revoked or rotated since its start-up
+    // probe) is this worker's problem: its shards fail retryably and go to other workers, /healthz
+    // turns 503, and the worker stops polling and exits 3 so its supervisor shows the fault.
+    ...(cfg.role === "gpu"
+      ? {
+          onStoreAccessDenied: {
+            worker: cfg.workerName,
+            report: (e: Error) => {
+              if (storeDenied) return;
+              storeDenied = e;
+              fail(`the store refused this worker: ${firstLine(e)}. Its shards are retried on other workers; this worker stops taking work and exits 3. Fix its store credentials and restart it.`);
+              // After this attempt's failure is on its way: stop polling, hand running shards back.
+              setTimeout(() => {
+                for (const w of workers) if (w.getState() === "RUNNING") w.shutdown();
+              }, 0);
+            },
+          },
+        }
+      : {}),
   });
   const common = { connection, namespace: cfg.namespace, shutdownGraceTime: `${cfg.shutdownGraceSeconds}s` } satisfies Partial<WorkerOptions>;
   const workers: Worker[] = [];
@@ -409,6 +432,10 @@ export async function main(argv: readonly string[], env: Env): Promise<number> {
   if (failed) {
     fail(`worker failed: ${firstLine(failed.reason)}`);
     return EXIT.failed;
+  }
+  if (storeDenied) {
+    fail(`stopped: the store refused this worker (${firstLine(storeDenied)})`);
+    return EXIT.config;
   }
   say("stopped");
   return EXIT.ok;

@@ -1,7 +1,8 @@
 // Unreachable services give one clear error naming the cause: a worker that cannot reach Temporal
 // exits 2 with one line; a worker whose store is down or refuses its keys does not start (exit 2 /
 // 3, one line); a run whose S3 endpoint goes down after the workers started fails as
-// StoreUnavailable naming it.
+// StoreUnavailable naming it; a gpu worker the store refuses mid-run is that worker's problem.
+import { createServer, request, type Server } from "node:http";
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -107,5 +108,65 @@ test("a run whose S3 endpoint goes down after the workers started fails as Store
     assert.ok(Date.now() - t0 < 120_000, "fails within the retry budget, not after hours");
   } finally {
     await connection.close();
+  }
+});
+
+/**
+ * An HTTP pass-through to the real S3 server that, once `deny` is set, answers every request
+ * 403 AccessDenied — the store refusing a worker whose credentials were revoked after it started.
+ * Headers travel unchanged (the SigV4 signature covers Host, which stays the proxy's).
+ */
+async function refusingProxy(target: URL): Promise<{ url: string; deny: () => void; close: () => Promise<void> }> {
+  let denying = false;
+  const server: Server = createServer((req, res) => {
+    if (denying) {
+      req.resume();
+      res.writeHead(403, { "content-type": "application/xml" });
+      res.end('<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>');
+      return;
+    }
+    const up = request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers }, (r) => {
+      res.writeHead(r.statusCode ?? 502, r.headers);
+      r.pipe(res);
+    });
+    up.on("error", () => res.destroy());
+    req.pipe(up);
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+  const { port } = server.address() as { port: number };
+  return { url: `http://127.0.0.1:${port}`, deny: () => void (denying = true), close: () => new Promise((r) => server.close(() => r())) };
+}
+
+test("a gpu worker the store refuses mid-run exits 3 with one line, and its shards are retried on the healthy worker: the run completes", { skip, timeout: 300_000 }, async () => {
+  const s3 = await startS3Server();
+  const proxy = await refusingProxy(new URL(s3.env().AWS_ENDPOINT_URL_S3!));
+  const base = { TEMPORAL_ADDRESS: server!.address, TEMPORAL_NAMESPACE: server!.namespace, METATRAIN_STORE: `s3://${s3.bucket}/refused`, ...s3.env(), METATRAIN_BACKEND: "cpu" };
+  const started: WorkerProcess[] = [];
+  const connection = await Connection.connect({ address: server!.address });
+  try {
+    const [, , refused] = await Promise.all([
+      startWorker({ role: "coordinator", env: base }),
+      startWorker({ role: "gpu", name: "gpu-healthy", env: base }),
+      startWorker({ role: "gpu", name: "gpu-refused", env: { ...base, AWS_ENDPOINT_URL_S3: proxy.url } }),
+    ]).then((ws) => (started.push(...ws), ws));
+    proxy.deny(); // its start-up store check passed; from now on the store refuses it
+    const client = new Client({ connection, namespace: server!.namespace });
+    // 4 shards a round for 10 rounds: the refused worker takes one within the first rounds.
+    const result = await client.workflow.execute(metaTrainingWorkflow, {
+      taskQueue: TASK_QUEUES.coordinator,
+      workflowId: "refused-worker",
+      args: [{ runId: "refused-worker", config: { iterations: 10, metaBatchSize: 4, shardSize: 1 } }],
+    });
+    assert.equal(result.iteration, 10);
+    const { code } = await refused!.exited;
+    assert.equal(code, 3, refused!.log());
+    const lines = refused!.log().split("\n").filter((l) => /the store refused this worker:/.test(l));
+    assert.equal(lines.length, 1, refused!.log());
+    assert.match(lines[0]!, /retried on other workers.*exits 3/);
+  } finally {
+    for (const w of started) await w.kill("SIGKILL");
+    await connection.close();
+    await proxy.close();
+    await s3.stop();
   }
 });

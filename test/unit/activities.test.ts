@@ -14,7 +14,7 @@ import { shardPlan } from "../../contracts/config.js";
 import { parseRunConfig, type RunConfig, type RunConfigInput } from "../../meta/run-config.js";
 import { deserializeParams, dispose, type Params } from "../../meta/params.js";
 import { LocalMetaTrainer } from "../../meta/trainer.js";
-import { StoreUnavailable, type BlobStore } from "../../storage/blobstore.js";
+import { StoreAccessDenied, StoreUnavailable, type BlobStore } from "../../storage/blobstore.js";
 import { FsBlobStore } from "../../storage/fs-store.js";
 import { checkpointManifestKey, latestCheckpointKey, shardKey } from "../../storage/keys.js";
 import { useCpu, values } from "../helpers/tf.js";
@@ -409,6 +409,27 @@ describe("error mapping", () => {
       return true;
     });
     assert.equal(tf.memory().numTensors, before, "initial parameters that were never stored are disposed");
+  });
+
+  test("a store refusal on a gpu worker → WorkerStoreAccessDenied, retryable (another worker takes it), reported once per attempt; without the hook, StoreAccessDenied, final", async () => {
+    const keys = await createActivities({ store }).initRun({ runId: "denied", config: small });
+    const refusing: BlobStore = Object.assign(Object.create(store) as FsBlobStore, {
+      get: async () => {
+        throw new StoreAccessDenied("access denied: cannot read: InvalidAccessKeyId (HTTP 403)");
+      },
+    });
+    const reported: Error[] = [];
+    const input = { runId: "denied", config: small, iteration: 0, shardIndex: 0, taskStart: 0, taskEnd: 2, paramsKey: keys.paramsKey };
+    const onGpu = createActivities({ store: refusing, context: fakeContext().context, onStoreAccessDenied: { worker: "gpu-7", report: (e) => reported.push(e) } });
+    await assert.rejects(onGpu.runShard(input), (e) => {
+      isFailure("WorkerStoreAccessDenied", false)(e);
+      assert.match((e as Error).message, /gpu worker gpu-7 was refused by the store: access denied.*; retried on another worker/);
+      return true;
+    });
+    await assert.rejects(onGpu.evaluate({ runId: "denied", config: small, iteration: 0, paramsKey: keys.paramsKey }), isFailure("WorkerStoreAccessDenied", false));
+    assert.equal(reported.length, 2);
+    const alone = createActivities({ store: refusing, context: fakeContext().context });
+    await assert.rejects(alone.runShard(input), isFailure("StoreAccessDenied", true));
   });
 });
 
