@@ -15,11 +15,11 @@ import { registerSubmit } from "./commands/submit.js";
 import { registerWatch } from "./commands/watch.js";
 import { registerWorker } from "./commands/worker.js";
 import { ExitCodes, report, takeExitCode } from "./errors.js";
-import { LEARNERS } from "../meta/algorithms/registry.js";
 
 export function buildProgram(): Command {
   const program = new Command("metatrain")
-    .description(`Distributed meta-training on Temporal, TensorFlow.js and S3. Learners (the config's \`algorithm\`): ${LEARNERS.map((l) => l.name).join(", ")}`)
+    // Learners are not listed here: the registry brings TensorFlow.js, and --help answers without it.
+    .description("Distributed meta-training on Temporal, TensorFlow.js and S3. `metatrain presets` lists the learners (the config's `algorithm`) with their paper presets.")
     .version("0.1.0")
     .showHelpAfterError("(run with --help for usage)")
     .addHelpText(

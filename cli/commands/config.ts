@@ -1,7 +1,5 @@
 // `metatrain config [file] [--preset NAME] [--set k=v …]`: validate and print a resolved run config.
 import type { Command } from "commander";
-import { stringify } from "yaml";
-import { resolveConfig } from "../config.js";
 
 export const collect = (v: string, prev: string[]): string[] => [...prev, v];
 
@@ -13,7 +11,8 @@ export function registerConfig(program: Command): void {
     .option("--preset <name>", "start from a preset (see `metatrain presets`)")
     .option("--set <key=value>", "override one key, e.g. --set innerLr=0.1 (repeatable)", collect, [])
     .option("--json", "print JSON instead of YAML")
-    .action((file: string | undefined, opts: { preset?: string; set: string[]; json?: boolean }) => {
+    .action(async (file: string | undefined, opts: { preset?: string; set: string[]; json?: boolean }) => {
+      const [{ resolveConfig }, { stringify }] = await Promise.all([import("../config.js"), import("yaml")]);
       const cfg = resolveConfig({ file, preset: opts.preset, set: opts.set });
       process.stdout.write(opts.json ? JSON.stringify(cfg, null, 2) + "\n" : stringify(cfg));
     });

@@ -1,13 +1,11 @@
 // `metatrain dev`: the embedded local stack in the foreground — a Temporal dev server, one worker in role `all`, a filesystem store under ./.metatrain; Ctrl-C stops it all.
 import type { Command } from "commander";
 import { CliError, ExitCodes, intOption, setExitCode } from "../errors.js";
-import { pickFreePort } from "../../telemetry/server.js";
-import { startLocalStack, type LocalStack } from "../stack.js";
-import { DEFAULT_STORE_URI, displayStoreUri } from "../store.js";
-import { DEFAULT_TEMPORAL_ADDRESS } from "../temporal.js";
+import type { LocalStack } from "../stack.js";
 
 /** Variables a client in another terminal needs when the stack is not at the defaults. */
-function envPrefix(stack: LocalStack): string {
+async function envPrefix(stack: LocalStack): Promise<string> {
+  const [{ DEFAULT_STORE_URI, displayStoreUri }, { DEFAULT_TEMPORAL_ADDRESS }] = await Promise.all([import("../store.js"), import("../temporal.js")]);
   const vars: string[] = [];
   if (stack.address !== DEFAULT_TEMPORAL_ADDRESS) vars.push(`TEMPORAL_ADDRESS=${stack.address}`);
   if (displayStoreUri(DEFAULT_STORE_URI) !== stack.storeUri) vars.push(`METATRAIN_STORE=${stack.storeUri}`);
@@ -33,6 +31,8 @@ export function registerDev(program: Command): void {
       const sdkRaw = opts.temporalMetricsPort ?? process.env.METATRAIN_TEMPORAL_METRICS_PORT?.trim() ?? "";
       const sdkPicked = sdkRaw === "" ? undefined : intOption(opts.temporalMetricsPort ? "--temporal-metrics-port" : "METATRAIN_TEMPORAL_METRICS_PORT", sdkRaw, 0, 65535);
       // 0: picked here rather than by the worker, so that the line below can say where it is.
+      // The stack (Temporal client, worker launcher) loads only here, not for `dev --help`.
+      const [{ pickFreePort }, { startLocalStack }] = await Promise.all([import("../../telemetry/server.js"), import("../stack.js")]);
       const temporalMetricsPort = sdkPicked === 0 ? await pickFreePort(opts.ip) : sdkPicked;
       const say = (line: string) => process.stdout.write(`metatrain dev: ${line}\n`);
       let died: ((what: string) => void) | undefined;
@@ -61,6 +61,7 @@ export function registerDev(program: Command): void {
         return;
       }
       const stack = await stackP;
+      const prefix = await envPrefix(stack);
       process.stdout.write(
         [
           "",
@@ -72,7 +73,7 @@ export function registerDev(program: Command): void {
           `  worker     role all (pid ${stack.workerPid ?? "?"}), log ${stack.dir}/worker.log`,
           "",
           "In another terminal:",
-          `  ${envPrefix(stack)}npx metatrain submit --preset sinusoid-maml --set iterations=300 --watch`,
+          `  ${prefix}npx metatrain submit --preset sinusoid-maml --set iterations=300 --watch`,
           "Ctrl-C stops everything.",
           "",
         ].join("\n") + "\n",

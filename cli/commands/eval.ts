@@ -2,7 +2,6 @@
 import type { Command } from "commander";
 import type { MeanCI } from "../../contracts/activities.js";
 import { intOption } from "../errors.js";
-import { loadCheckpoint, loadCheckpointParams } from "../store.js";
 
 /** `eval --json`. Documented in docs/cli.md. */
 export interface EvalJson {
@@ -41,6 +40,7 @@ export function registerEval(program: Command): void {
     .action(async (arg: string, opts: { tasks: string; steps?: string; json?: boolean }) => {
       const tasks = intOption("--tasks", opts.tasks, 1, 100_000);
       const steps0 = opts.steps === undefined ? undefined : intOption("--steps", opts.steps, 0, 10_000);
+      const { loadCheckpoint, loadCheckpointParams } = await import("../store.js");
       const ckpt = await loadCheckpoint(arg);
       const config = ckpt.manifest.config;
       const steps = steps0 ?? config.evalSteps;

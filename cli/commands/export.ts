@@ -3,7 +3,6 @@ import { readdirSync, statSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import type { Command } from "commander";
 import { CliError, ExitCodes } from "../errors.js";
-import { loadCheckpoint, loadCheckpointParams } from "../store.js";
 
 export function registerExport(program: Command): void {
   program
@@ -16,6 +15,7 @@ export function registerExport(program: Command): void {
     .action(async (arg: string, opts: { out: string; force?: boolean; json?: boolean }) => {
       const out = resolve(opts.out);
       checkOutDir(opts.out, out, opts.force ?? false);
+      const { loadCheckpoint, loadCheckpointParams } = await import("../store.js");
       const ckpt = await loadCheckpoint(arg);
       const [{ selectBackend }, { build }, { writeExport }, { dispose }, { modelParamsOf }] = await Promise.all([
         import("../../meta/backend.js"),

@@ -1,8 +1,7 @@
 // `metatrain list [--json] [--limit N]`: every run in the namespace, newest first, with its state and progress.
 import type { Command } from "commander";
 import { intOption } from "../errors.js";
-import { describeRun, listRunIds, type RunStatusJson } from "../runs.js";
-import { withTemporal } from "../temporal.js";
+import type { RunStatusJson } from "../runs.js";
 
 /** One item of `list --json`: a run's status without its config and Temporal details. */
 export type RunListItem = Omit<RunStatusJson, "config" | "temporal">;
@@ -15,6 +14,7 @@ export function registerList(program: Command): void {
     .option("--json", "print a JSON array of run objects (the status object less `config` and `temporal`)")
     .action(async (opts: { limit: string; json?: boolean }) => {
       const limit = intOption("--limit", opts.limit, 1, 1000);
+      const [{ describeRun, listRunIds }, { withTemporal }] = await Promise.all([import("../runs.js"), import("../temporal.js")]);
       const runs = await withTemporal(async (s) => {
         const ids = await listRunIds(s, limit);
         // A few at a time: each costs a describe, a history page and a query or result.

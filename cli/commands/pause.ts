@@ -1,6 +1,5 @@
 // `metatrain pause <run> [--json]`: pause a run before its next meta-iteration (the one in flight finishes).
 import type { Command } from "commander";
-import { steer } from "../steer.js";
 
 export function registerPause(program: Command): void {
   program
@@ -8,5 +7,5 @@ export function registerPause(program: Command): void {
     .argument("<run>", "run id")
     .description("pause a run before its next meta-iteration (the one in flight finishes)")
     .option("--json", "print {runId, signal, iteration, iterations}")
-    .action((runId: string, opts: { json?: boolean }) => steer(runId, "pause", opts.json));
+    .action(async (runId: string, opts: { json?: boolean }) => (await import("../steer.js")).steer(runId, "pause", opts.json));
 }

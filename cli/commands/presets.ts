@@ -1,14 +1,13 @@
 // `metatrain presets`: the named configurations, with their sources and resolved settings.
 import type { Command } from "commander";
-import { PRESETS } from "../../meta/algorithms/registry.js";
-import { parseRunConfig } from "../../meta/run-config.js";
 
 export function registerPresets(program: Command): void {
   program
     .command("presets")
     .description("list the presets (paper hyperparameters) with their configs")
     .option("--json", "machine-readable output: [{name, description, source, config}]")
-    .action((opts: { json?: boolean }) => {
+    .action(async (opts: { json?: boolean }) => {
+      const [{ PRESETS }, { parseRunConfig }] = await Promise.all([import("../../meta/algorithms/registry.js"), import("../../meta/run-config.js")]);
       if (opts.json) {
         const out = PRESETS.map((p) => ({ name: p.name, description: p.description, source: p.source, config: parseRunConfig(p.config) }));
         process.stdout.write(JSON.stringify(out, null, 2) + "\n");

@@ -1,9 +1,6 @@
 // `metatrain resume-from <checkpoint-uri> [--run-id ID] [--set key=value …] [--watch] [--json]`: a new run from a stored checkpoint.
 import type { Command } from "commander";
-import { resolveConfig } from "../config.js";
 import { secondsOption, setExitCode } from "../errors.js";
-import { checkResumable, displayStoreUri, loadCheckpoint, storeUriFromEnv } from "../store.js";
-import { withTemporal } from "../temporal.js";
 import { checkRunId, newRunId, startRun } from "./submit.js";
 import { collect } from "./config.js";
 
@@ -19,6 +16,11 @@ export function registerResumeFrom(program: Command): void {
     .option("--json", "print JSON as `submit --json` does")
     .action(async (arg: string, opts: { runId?: string; set: string[]; watch?: boolean; interval: string; json?: boolean }) => {
       const intervalMs = secondsOption("--interval", opts.interval) * 1000;
+      const [{ resolveConfig }, { checkResumable, displayStoreUri, loadCheckpoint, storeUriFromEnv }, { withTemporal }] = await Promise.all([
+        import("../config.js"),
+        import("../store.js"),
+        import("../temporal.js"),
+      ]);
       const ckpt = await loadCheckpoint(arg);
       const workersStore = displayStoreUri(storeUriFromEnv());
       if (displayStoreUri(ckpt.ref.storeUri) !== workersStore && !opts.json) {

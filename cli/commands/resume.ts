@@ -1,6 +1,5 @@
 // `metatrain resume <run> [--json]`: resume a paused run.
 import type { Command } from "commander";
-import { steer } from "../steer.js";
 
 export function registerResume(program: Command): void {
   program
@@ -8,5 +7,5 @@ export function registerResume(program: Command): void {
     .argument("<run>", "run id")
     .description("resume a paused run")
     .option("--json", "print {runId, signal, iteration, iterations}")
-    .action((runId: string, opts: { json?: boolean }) => steer(runId, "resume", opts.json));
+    .action(async (runId: string, opts: { json?: boolean }) => (await import("../steer.js")).steer(runId, "resume", opts.json));
 }

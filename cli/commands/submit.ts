@@ -1,15 +1,12 @@
 // `metatrain submit [config.yaml] [--preset NAME] [--set key=value …] [--run-id ID] [--watch] [--json]`: validate and start a run.
 import type { Command } from "commander";
-import { WorkflowExecutionAlreadyStartedError } from "@temporalio/client";
 import type { MetaTrainingInput } from "../../contracts/activities.js";
 import type { RunConfig } from "../../meta/run-config.js";
 import { TASK_QUEUES, WORKFLOW_TYPE } from "../../contracts/queues.js";
 import { RUN_ID_PATTERN } from "../../storage/keys.js";
-import { resolveConfig } from "../config.js";
 import { shardAdvice } from "../shard-advice.js";
 import { CliError, ExitCodes, secondsOption, setExitCode } from "../errors.js";
-import { temporalError, withTemporal, type TemporalSession } from "../temporal.js";
-import { exitCodeOf, watchRun } from "../watch.js";
+import type { TemporalSession } from "../temporal.js";
 import { collect } from "./config.js";
 import { interruptSignal } from "./watch.js";
 
@@ -57,6 +54,11 @@ export async function startRun(
   effective: RunConfig = config!,
 ): Promise<number> {
   const input: MetaTrainingInput = { runId, config, ...(resumeFrom ? { resumeFrom } : {}) };
+  const [{ WorkflowExecutionAlreadyStartedError }, { temporalError }, { exitCodeOf, watchRun }] = await Promise.all([
+    import("@temporalio/client"),
+    import("../temporal.js"),
+    import("../watch.js"),
+  ]);
   let handle;
   try {
     handle = await s.client.workflow.start(WORKFLOW_TYPE, {
@@ -105,6 +107,7 @@ export function registerSubmit(program: Command): void {
       if (file === undefined && opts.preset === undefined) {
         throw new CliError("no run config given: submit needs a config file or --preset", ExitCodes.badInput, "e.g. metatrain submit --preset sinusoid-maml (`metatrain presets` lists them), or metatrain submit run.yaml");
       }
+      const [{ resolveConfig }, { withTemporal }] = await Promise.all([import("../config.js"), import("../temporal.js")]);
       const config = resolveConfig({ file, preset: opts.preset, set: opts.set });
       const runId = checkRunId(opts.runId ?? newRunId(opts.preset ?? `${config.task.family}-${config.algorithm}`));
       // A valid config still starts; tiny shards only waste time, which the user should hear about.

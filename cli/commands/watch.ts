@@ -1,8 +1,6 @@
 // `metatrain watch <run> [--json]`: follow a run until it ends (progress bar on a terminal, lines otherwise).
 import type { Command } from "commander";
 import { secondsOption, setExitCode } from "../errors.js";
-import { withTemporal } from "../temporal.js";
-import { exitCodeOf, watchRun } from "../watch.js";
 
 let interrupt: AbortController | undefined;
 /** Aborts on the first Ctrl-C (SIGINT): watching stops, the run goes on. */
@@ -24,6 +22,7 @@ export function registerWatch(program: Command): void {
     .option("--json", "NDJSON: {event:\"progress\",…} per change, then {event:\"end\",run:<status>}")
     .action(async (runId: string, opts: { interval: string; json?: boolean }) => {
       const intervalMs = secondsOption("--interval", opts.interval) * 1000;
+      const [{ withTemporal }, { exitCodeOf, watchRun }] = await Promise.all([import("../temporal.js"), import("../watch.js")]);
       const final = await withTemporal((s) => watchRun(s, runId, { json: opts.json, intervalMs, signal: interruptSignal() }));
       setExitCode(exitCodeOf(final));
     });
