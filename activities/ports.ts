@@ -75,6 +75,10 @@ export function isCount(n: unknown, min = 0): n is number {
 
 export const secondsSince = (start: number): number => (performance.now() - start) / 1000;
 
+/** Optimizer states kept in memory by the coordinator that wrote them (see `rememberState`). */
+export const STATE_CACHE_ENTRIES = 2;
+export const STATE_CACHE_MAX_BYTES = 64 * 1024 * 1024;
+
 /** The ports with their defaults, the per-process caches and the blob helpers every activity uses. */
 export type ActivityKit = ReturnType<typeof activityKit>;
 
@@ -100,8 +104,22 @@ export function activityKit(deps: ActivityDeps) {
     }
   }
 
+  /**
+   * Optimizer state this process wrote, as the bytes it wrote, by content address: the next outer
+   * step on this coordinator (a local activity, so usually this process) decodes it from memory
+   * instead of reading it back from the store. The key names the bytes, so the copy cannot be stale.
+   * The last STATE_CACHE_ENTRIES, each at most STATE_CACHE_MAX_BYTES (larger states are re-read).
+   */
+  const stateBytes = new Map<string, Uint8Array>();
+  function rememberState(key: string, bytes: Uint8Array): void {
+    if (bytes.byteLength > STATE_CACHE_MAX_BYTES) return;
+    stateBytes.delete(key);
+    stateBytes.set(key, bytes);
+    while (stateBytes.size > STATE_CACHE_ENTRIES) stateBytes.delete(stateBytes.keys().next().value!);
+  }
+
   async function readState(key: string): Promise<OuterState> {
-    const bytes = await store.get(key);
+    const bytes = stateBytes.get(key) ?? (await store.get(key));
     try {
       return deserializeState(bytes);
     } catch (e) {
@@ -142,5 +160,5 @@ export function activityKit(deps: ActivityDeps) {
   /** Parameters as stored: the meta names the model so a blob says what it is. */
   const paramsMeta = (config: RunConfig) => ({ kind: "params", model: builds.get(config).setup.model.name, learner: config.algorithm });
 
-  return { store, log, context, backendName, heartbeatIntervalMs, now, simulatedTaskMs, metrics, builds, cache, decodeTensors, readState, readJson, putContentAddressed, paramsMeta };
+  return { store, log, context, backendName, heartbeatIntervalMs, now, simulatedTaskMs, metrics, builds, cache, decodeTensors, readState, rememberState, readJson, putContentAddressed, paramsMeta };
 }

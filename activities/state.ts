@@ -15,7 +15,7 @@ import { isCount, isObject, secondsSince, type ActivityKit } from "./ports.js";
 
 /** `initRun(input)`: idempotent (content-addressed keys). */
 export function initRunActivity(kit: ActivityKit) {
-  const { log, builds, cache, putContentAddressed, paramsMeta } = kit;
+  const { log, builds, cache, rememberState, putContentAddressed, paramsMeta } = kit;
   async function initRun({ runId, config: raw }: InitRunInput): Promise<StateKeys> {
     const config = parseRunConfig(raw);
     const built = builds.get(config);
@@ -24,8 +24,10 @@ export function initRunActivity(kit: ActivityKit) {
     try {
       const state = built.optimizer.initialState(params);
       const pKey = await putContentAddressed(paramsKey, runId, serializeParams(params, paramsMeta(config)));
-      const oKey = await putContentAddressed(optimKey, runId, serializeState(state));
+      const stateBytes = serializeState(state);
+      const oKey = await putContentAddressed(optimKey, runId, stateBytes);
       cache.put(pKey, params);
+      rememberState(oKey, stateBytes);
       owned = false;
       log("initRun", { runId, paramsKey: pKey, optimKey: oKey });
       return { paramsKey: pKey, optimKey: oKey };
@@ -38,7 +40,7 @@ export function initRunActivity(kit: ActivityKit) {
 
 /** `outerStep(input)`: the round's update; its outputs are content-addressed, so a retry writes the same keys. */
 export function outerStepActivity(kit: ActivityKit) {
-  const { store, log, metrics, builds, cache, decodeTensors, readState, putContentAddressed, paramsMeta } = kit;
+  const { store, log, metrics, builds, cache, decodeTensors, readState, rememberState, putContentAddressed, paramsMeta } = kit;
   async function outerStep(input: OuterStepInput): Promise<StateKeys> {
     const { runId, iteration, shardKeys, taskCount } = input;
     const started = performance.now();
@@ -104,10 +106,13 @@ export function outerStepActivity(kit: ActivityKit) {
       next = out.params;
       if (!allFinite(next)) throw nonFiniteLoss(`the outer step of iteration ${iteration}`);
       // Both writes at once: they are independent, and each waits on its own fsync.
+      const stateBytes = serializeState(out.state);
       const [pKey, oKey] = await Promise.all([
         putContentAddressed(paramsKey, runId, serializeParams(next, paramsMeta(config))),
-        putContentAddressed(optimKey, runId, serializeState(out.state)),
+        putContentAddressed(optimKey, runId, stateBytes),
       ]);
+      // The next outer step (here, as a local activity) decodes it from memory, as it finds `next` in the params cache.
+      rememberState(oKey, stateBytes);
       // The next iteration's shards (on this worker in role `all`) and outer step read these parameters.
       cache.put(pKey, next);
       next = undefined;
