@@ -10,3 +10,4 @@ export {
   MAX_META_LR,
 } from "./meta-training.js";
 export { orchestrationFloorWorkflow } from "./floor.js";
+export { sweepWorkflow, sweepProgressQuery } from "./sweep.js";
