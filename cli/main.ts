@@ -12,6 +12,7 @@ import { registerResume } from "./commands/resume.js";
 import { registerResumeFrom } from "./commands/resume-from.js";
 import { registerStatus } from "./commands/status.js";
 import { registerSubmit } from "./commands/submit.js";
+import { registerSweep } from "./commands/sweep.js";
 import { registerWatch } from "./commands/watch.js";
 import { registerWorker } from "./commands/worker.js";
 import { ExitCodes, report, takeExitCode } from "./errors.js";
@@ -31,6 +32,7 @@ export function buildProgram(): Command {
     .exitOverride();
   registerDev(program);
   registerSubmit(program);
+  registerSweep(program);
   registerStatus(program);
   registerList(program);
   registerWatch(program);

@@ -14,7 +14,7 @@ export function registerList(program: Command): void {
     .option("--json", "print a JSON array of run objects (the status object less `config` and `temporal`)")
     .action(async (opts: { limit: string; json?: boolean }) => {
       const limit = intOption("--limit", opts.limit, 1, 1000);
-      const [{ describeRun, listRunIds }, { withTemporal }] = await Promise.all([import("../runs.js"), import("../temporal.js")]);
+      const [{ describeRun, listRunIds }, { withTemporal }, { listSweeps }] = await Promise.all([import("../runs.js"), import("../temporal.js"), import("../sweeps.js")]);
       const runs = await withTemporal(async (s) => {
         const ids = await listRunIds(s, limit);
         // A few at a time: each costs a describe, a history page and a query or result.
@@ -29,10 +29,12 @@ export function registerList(program: Command): void {
         }
         return out;
       });
+      const sweeps = await withTemporal((s) => listSweeps(s, limit));
       if (opts.json) {
         process.stdout.write(`${JSON.stringify(runs, null, 2)}\n`);
         return;
       }
+      const sweepLines = sweeps.map((w) => `sweep ${w.sweepId}  ${w.status}  started ${w.startedAt.toISOString().replace("T", " ").slice(0, 19)} (metatrain status ${w.sweepId})`);
       if (runs.length === 0) {
         process.stdout.write("no runs yet: start one with `metatrain submit --preset sinusoid-maml`\n");
         return;
@@ -48,5 +50,6 @@ export function registerList(program: Command): void {
       const head = ["RUN", "STATUS", "ITERATION", "POST-LOSS", "POST-ACC", "STARTED (UTC)"];
       const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
       for (const r of [head, ...rows]) process.stdout.write(`${r.map((c, i) => c.padEnd(widths[i]!)).join("  ").trimEnd()}\n`);
+      if (sweepLines.length) process.stdout.write(`\n${sweepLines.join("\n")}\n`);
     });
 }

@@ -16,13 +16,20 @@ export function interruptSignal(): AbortSignal {
 export function registerWatch(program: Command): void {
   program
     .command("watch")
-    .argument("<run>", "run id")
+    .argument("<run>", "run id (or sweep id)")
     .description("follow a run until it ends: iteration, ETA, pre/post-adaptation loss and accuracy, evaluation; exit 0 when it completes or is cancelled, 1 when it fails")
     .option("--interval <seconds>", "poll interval", "1")
     .option("--json", "NDJSON: {event:\"progress\",…} per change, then {event:\"end\",run:<status>}")
     .action(async (runId: string, opts: { interval: string; json?: boolean }) => {
       const intervalMs = secondsOption("--interval", opts.interval) * 1000;
-      const [{ withTemporal }, { exitCodeOf, watchRun }] = await Promise.all([import("../temporal.js"), import("../watch.js")]);
+      const [{ withTemporal }, { exitCodeOf, watchRun }, sweeps] = await Promise.all([import("../temporal.js"), import("../watch.js"), import("../sweeps.js")]);
+      const sweepCode = await withTemporal(async (s) =>
+        (await sweeps.isSweep(s, runId)) ? sweeps.sweepExitCode(await sweeps.watchSweep(s, runId, { json: opts.json, intervalMs, signal: interruptSignal() })) : undefined,
+      );
+      if (sweepCode !== undefined) {
+        setExitCode(sweepCode);
+        return;
+      }
       const final = await withTemporal((s) => watchRun(s, runId, { json: opts.json, intervalMs, signal: interruptSignal() }));
       setExitCode(exitCodeOf(final));
     });

@@ -12,7 +12,9 @@ import { SweepSpecSchema, type SweepInput, type SweepProgress, type SweepResult 
 import { parseRunConfig } from "../../meta/run-config.js";
 import { sweepProgressQuery, sweepWorkflow } from "../../workflows/sweep.js";
 import { skipUnlessTemporal, startTemporalServer, type TemporalTestServer } from "../harness/temporal.js";
-import { WorkerPool } from "../harness/workers.js";
+import { spawn } from "node:child_process";
+import { METATRAIN_BIN } from "../harness/dev-stack.js";
+import { REPO_ROOT, WorkerPool } from "../harness/workers.js";
 
 const MINUTE = 60_000;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -97,10 +99,56 @@ describe("sweeps with successive halving on Temporal", { skip: skipUnlessTempora
     console.log("# killed the coordinator during the first rung");
     await sleep(2_000);
     await pool.start("coordinator");
-    const r = await handle.result();
+    const r = await Promise.race([
+      handle.result(),
+      sleep(3 * MINUTE).then(async () => {
+        const d = await handle.describe();
+        const history = await handle.fetchHistory();
+        const failures = (history.events ?? []).filter((e) => e.workflowTaskFailedEventAttributes).map((e) => e.workflowTaskFailedEventAttributes?.failure?.message);
+        const tail = (s: string) => s.slice(-4000);
+        assert.fail(`sweep-b did not finish in 3 minutes: ${d.status.name}, ${d.raw.pendingChildren?.length ?? 0} pending children, workflow task failures ${JSON.stringify(failures.slice(0, 3))}\n${tail(pool.logs())}`);
+      }),
+    ]);
     assert.equal(r.winner, undisturbed!.winner);
     assert.deepEqual(r.trials.map((t) => t.state), undisturbed!.trials.map((t) => t.state));
     // Scores are bit-identical run for run (same configs, same seed): so are the decisions.
     assert.deepEqual(r.trials.map((t) => t.scores), undisturbed!.trials.map((t) => t.scores));
+  });
+
+  /** `metatrain …` as a user runs it, against this stack. */
+  const cli = (args: string[]) =>
+    new Promise<{ code: number | null; out: string; err: string }>((res, rej) => {
+      const child = spawn(process.execPath, [METATRAIN_BIN, ...args], {
+        cwd: REPO_ROOT,
+        env: { ...process.env, TEMPORAL_ADDRESS: temporal.address, TEMPORAL_NAMESPACE: temporal.namespace, METATRAIN_STORE: `file://${dir}/store` },
+        stdio: ["ignore", "pipe", "pipe"],
+      });
+      let out = "";
+      let err = "";
+      child.stdout.on("data", (c: Buffer) => (out += c.toString()));
+      child.stderr.on("data", (c: Buffer) => (err += c.toString()));
+      child.once("error", rej);
+      child.once("exit", (code) => res({ code, out, err }));
+    });
+
+  test("`metatrain sweep --preset … --grid … --watch` finds a winner; `status`, `list` and `watch` show the sweep; a bad key is refused before anything starts", { timeout: 6 * MINUTE }, async () => {
+    const bad = await cli(["sweep", "--preset", "sinusoid-maml", "--grid", "innerLR=0.01,0.1"]);
+    assert.equal(bad.code, 2, bad.err);
+    assert.match(bad.err, /did you mean 'innerLr'/);
+    const args = ["sweep", "--preset", "sinusoid-maml", "--set", "metaBatchSize=4", "--set", "shardSize=2", "--set", "evalTasks=4", "--grid", "innerLr=0.005,0.02", "--eta", "2", "--min-iterations", "1", "--max-iterations", "2", "--sweep-id", "cli-sweep", "--watch", "--interval", "0.5"];
+    const r = await cli(args);
+    assert.equal(r.code, 0, `${r.out}\n${r.err}`);
+    assert.match(r.out, /started sweep cli-sweep: 2 trials, rungs of 1 → 2 iterations/);
+    assert.match(r.out, /^winner: trial [01] \(innerLr=0\.0(05|2)\), score -?\d/m);
+    const status = await cli(["status", "cli-sweep", "--json"]);
+    assert.equal(status.code, 0, status.err);
+    const st = JSON.parse(status.out) as { status: string; winner: number; trials: { state: string }[] };
+    assert.equal(st.status, "completed");
+    assert.deepEqual(st.trials.map((t) => t.state).sort(), ["finished", "stopped"]);
+    const list = await cli(["list"]);
+    assert.match(list.out, /sweep cli-sweep {2}completed/);
+    const watched = await cli(["watch", "cli-sweep"]);
+    assert.equal(watched.code, 0, watched.err);
+    assert.match(watched.out, /^winner: trial/m);
   });
 });

@@ -77,3 +77,33 @@ describe("sweep schedule", () => {
     assert.equal(ok.concurrency, 2);
   });
 });
+
+describe("sweep specs from the CLI (cli/sweeps.ts)", async () => {
+  const { resolveSweep, parseGrid, parseRandom } = await import("../../cli/sweeps.js");
+  const { CliError } = await import("../../cli/errors.js");
+  const none = { set: [], grid: [], random: [] };
+  const badInput = (pattern: RegExp) => (e: unknown) => e instanceof CliError && e.exitCode === 2 && pattern.test(e.message);
+
+  test("flags become a spec with every trial's config validated; defaults: eta 3, minIterations max/eta², concurrency 2, the config's seed", () => {
+    const spec = resolveSweep({ ...none, preset: "sinusoid-maml", set: ["iterations=90"], grid: ["innerLr=0.005,0.01"], random: ["metaLr=0.0001..0.01:log"], samples: 2 });
+    assert.deepEqual(spec.parameters, [{ key: "innerLr", values: [0.005, 0.01] }, { key: "metaLr", lo: 0.0001, hi: 0.01, log: true }]);
+    assert.equal(spec.maxIterations, 90);
+    assert.equal(spec.minIterations, 10); // ⌊90 / 3²⌋
+    assert.equal(spec.eta, 3);
+    assert.equal(spec.concurrency, 2);
+    assert.equal(spec.samples, 2);
+    assert.equal((spec.base as { algorithm: string }).algorithm, "maml");
+  });
+
+  test("bad input is one line, exit 2: unknown keys (with the nearest), bad values in a trial, iterations swept, nothing swept, bad flags", () => {
+    assert.throws(() => resolveSweep({ ...none, preset: "sinusoid-maml", grid: ["innerLR=0.1,0.2"] }), badInput(/unknown config key 'innerLR' in the sweep \(did you mean 'innerLr'\?\)/));
+    assert.throws(() => resolveSweep({ ...none, preset: "sinusoid-maml", grid: ["innerLr=0.01,-1"] }), badInput(/trial 1 \(\{"innerLr":-1\}\): .*innerLr/));
+    assert.throws(() => resolveSweep({ ...none, preset: "sinusoid-maml", grid: ["iterations=1,2"] }), badInput(/iterations cannot be swept/));
+    assert.throws(() => resolveSweep({ ...none, preset: "sinusoid-maml" }), badInput(/at least one --grid or --random/));
+    assert.throws(() => resolveSweep({ ...none, preset: "sinusoid-maml", random: ["metaLr=0..1:log"] }), badInput(/lo < hi \(and lo > 0 when log\)/));
+    assert.throws(() => parseGrid("innerLr"), badInput(/--grid expects key=v1,v2/));
+    assert.throws(() => parseGrid("innerLr=0.1,fast"), badInput(/values of one kind/));
+    assert.throws(() => parseRandom("metaLr=0.1-0.2"), badInput(/--random expects key=lo\.\.hi/));
+    assert.deepEqual(parseRandom("metaLr=1e-4..1e-2"), { key: "metaLr", lo: 1e-4, hi: 1e-2, log: false });
+  });
+});
