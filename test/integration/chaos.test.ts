@@ -172,12 +172,12 @@ describe("chaos: one run under seeded worker, coordinator, server, store and net
 
   test("the run completes through every fault, bit-identical to the undisturbed run", { timeout: 6 * MINUTE }, async () => {
     const runId = `chaos-${seed}`;
-    // About 0.3 s an iteration undisturbed here. The faults run one after another (about 25 s in
-    // all), and the run goes on between and during most of them: 100 iterations, faults drawn
-    // among the first 50, leave it running until the last fault is over.
-    const input: RunConfigInput = { ...SMALL_SINUSOID, iterations: 100, checkpointEvery: 10, evalEvery: 0 };
+    // About 0.3 s an iteration undisturbed here. The faults run one after another (at most about
+    // 25 s in all), and the run goes on during some of them: even with every fault drawn at
+    // iteration 40, the last one has started well before iteration 120.
+    const input: RunConfigInput = { ...SMALL_SINUSOID, iterations: 120, checkpointEvery: 10, evalEvery: 0 };
     const cfg = parseRunConfig(input);
-    const schedule = faultSchedule(seed, 2, 50);
+    const schedule = faultSchedule(seed, 2, 40);
     console.log(`# schedule: ${schedule.map((s) => `${s.kind} @${s.iteration}+${s.delayMs}ms`).join("; ")}`);
     const targets: Targets = { pool, temporal, s3, proxy, replacements: [] };
     const rng = new Rng(deriveSeed(seed, 1)); // the faults' own draws, apart from the schedule's
