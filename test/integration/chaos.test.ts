@@ -16,7 +16,7 @@ import { TASK_QUEUES } from "../../contracts/queues.js";
 import { openStore, type BlobStore } from "../../storage/blobstore.js";
 import { metaTrainingWorkflow } from "../../workflows/meta-training.js";
 import { useCpu } from "../helpers/tf.js";
-import { SMALL_SINUSOID, assertBitIdentical, reference, runProgress, runResult, storedParams } from "../helpers/runs.js";
+import { SMALL_SINUSOID, assertBitIdentical, identityOf, latestRun, reference, runProgress, runResult, storedParams } from "../helpers/runs.js";
 import { skipUnlessS3Server, startS3Server, type S3TestServer } from "../harness/s3-server.js";
 import { skipUnlessTemporal, startTemporalServer, type TemporalTestServer } from "../harness/temporal.js";
 import { skipUnlessToxiproxy, startToxiproxy, type ToxiProxy, type ToxiproxyServer } from "../harness/toxiproxy.js";
@@ -40,6 +40,8 @@ interface Targets {
   temporal: TemporalTestServer;
   s3: S3TestServer;
   proxy: ToxiProxy;
+  /** Pid of the coordinator that ran the run's last workflow task (undefined when unknown). */
+  activeCoordinator: () => Promise<number | undefined>;
   /** Replacements for killed workers, started in the background (awaited at the end). */
   replacements: Promise<WorkerProcess>[];
 }
@@ -66,14 +68,20 @@ async function replace(pool: WorkerPool, role: WorkerRole): Promise<WorkerProces
   }
 }
 
-/** SIGKILL one live worker of `role` (chosen by the seed) and start a replacement, as a pod restart. */
+/**
+ * SIGKILL one live worker of `role` and start a replacement, as a pod restart: the coordinator
+ * that runs the workflow (a standby's death would cost nothing), a gpu worker chosen by the seed.
+ */
 const killWorker = (role: WorkerRole): Fault => async (t, rng) => {
-  const victim = pick(rng, t.pool.alive(role));
+  const alive = t.pool.alive(role);
+  const active = role === "coordinator" ? await t.activeCoordinator() : undefined;
+  const drawn = pick(rng, alive); // drawn in every case, so the later faults' draws do not depend on `active`
+  const victim = alive.find((w) => w.pid === active) ?? drawn;
   await victim.kill("SIGKILL");
   const replacement = replace(t.pool, role);
   replacement.catch(() => undefined); // awaited, and so reported, at the end of the run
   t.replacements.push(replacement);
-  return `SIGKILL ${victim.name} (pid ${victim.pid}); a replacement starts`;
+  return `SIGKILL ${victim.name} (pid ${victim.pid}${victim.pid === active ? ", the one running the workflow" : ""}); a replacement starts`;
 };
 
 /** Apply a toxic for a while, then remove it. */
@@ -179,7 +187,12 @@ describe("chaos: one run under seeded worker, coordinator, server, store and net
     const cfg = parseRunConfig(input);
     const schedule = faultSchedule(seed, 2, 40);
     console.log(`# schedule: ${schedule.map((s) => `${s.kind} @${s.iteration}+${s.delayMs}ms`).join("; ")}`);
-    const targets: Targets = { pool, temporal, s3, proxy, replacements: [] };
+    const activeCoordinator = async (): Promise<number | undefined> => {
+      const events = (await latestRun(client, runId).fetchHistory().catch(() => undefined))?.events ?? [];
+      const identity = [...events].reverse().find((e) => e.workflowTaskStartedEventAttributes)?.workflowTaskStartedEventAttributes?.identity ?? "";
+      return pool.alive("coordinator").find((w) => identityOf(w.pid)(identity))?.pid;
+    };
+    const targets: Targets = { pool, temporal, s3, proxy, activeCoordinator, replacements: [] };
     const rng = new Rng(deriveSeed(seed, 1)); // the faults' own draws, apart from the schedule's
     const applied: string[] = [];
     const giveUp = new AbortController();
