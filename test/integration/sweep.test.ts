@@ -13,6 +13,7 @@ import { parseRunConfig } from "../../meta/run-config.js";
 import { sweepProgressQuery, sweepWorkflow } from "../../workflows/sweep.js";
 import { skipUnlessTemporal, startTemporalServer, type TemporalTestServer } from "../harness/temporal.js";
 import { spawn } from "node:child_process";
+import { setTimeout as delay } from "node:timers/promises";
 import { METATRAIN_BIN } from "../harness/dev-stack.js";
 import { REPO_ROOT, WorkerPool } from "../harness/workers.js";
 
@@ -101,7 +102,8 @@ describe("sweeps with successive halving on Temporal", { skip: skipUnlessTempora
     await pool.start("coordinator");
     const r = await Promise.race([
       handle.result(),
-      sleep(3 * MINUTE).then(async () => {
+      // An unref'd timer: once the result wins the race, it must not keep this process alive.
+      delay(3 * MINUTE, undefined, { ref: false }).then(async () => {
         const d = await handle.describe();
         const history = await handle.fetchHistory();
         const failures = (history.events ?? []).filter((e) => e.workflowTaskFailedEventAttributes).map((e) => e.workflowTaskFailedEventAttributes?.failure?.message);
