@@ -6,7 +6,8 @@ import { ErrorTypes } from "../contracts/errors.js";
 import { CorruptBlobError, decodeArrays } from "../meta/params.js";
 import { parseRunConfig, resumeIncompatibilities } from "../meta/run-config.js";
 import { BlobNotFound, isStoreError } from "../storage/blobstore.js";
-import { checkpointManifestKey, checkpointsPrefix, contentAddress, latestCheckpointKey, parseCheckpointManifestKey } from "../storage/keys.js";
+import { checkpointManifestKey, checkpointsPrefix, contentAddress, latestCheckpointKey, parseCheckpointManifestKey, recordOriginKey } from "../storage/keys.js";
+import { RECORD_FORMAT } from "../storage/record.js";
 import { blobMismatch, invalidInput } from "./errors.js";
 import { isCount, isObject, secondsSince, utf8, type ActivityKit } from "./ports.js";
 
@@ -20,7 +21,7 @@ export interface LatestPointer {
 }
 
 export function checkpointActivities(kit: ActivityKit) {
-  const { store, log, now, metrics, readJson } = kit;
+  const { store, log, now, metrics, readJson, putRecord } = kit;
   async function writeCheckpoint({ manifest: m }: WriteCheckpointInput): Promise<WriteCheckpointOutput> {
     const started = performance.now();
     const config = parseRunConfig(m.config);
@@ -40,7 +41,7 @@ export function checkpointActivities(kit: ActivityKit) {
     return { manifestKey };
   }
 
-  async function loadCheckpoint({ key, requested }: LoadCheckpointInput): Promise<LoadCheckpointOutput> {
+  async function loadCheckpoint({ key, requested, runId }: LoadCheckpointInput): Promise<LoadCheckpointOutput> {
     let manifestKey = key;
     let doc = await readJson(key);
     if (isObject(doc) && doc.format === undefined && typeof doc.manifestKey === "string") {
@@ -74,6 +75,12 @@ export function checkpointActivities(kit: ActivityKit) {
     // The config to go on with (the requested one, else the checkpoint's), checked against what the checkpoint ties down.
     const config = requested == null ? fromCheckpoint : parseRunConfig(requested);
     const problems = resumeIncompatibilities(fromCheckpoint, config, m.iteration as number);
+    // The resuming run's record goes on from the checkpoint's run (a run resumed from its own
+    // checkpoint already has those rounds). One fixed key: a retried load rewrites it.
+    if (runId !== undefined && problems.length === 0 && runId !== m.runId) {
+      const loaded = fallback?.manifestKey ?? manifestKey;
+      await putRecord(recordOriginKey(runId), { format: RECORD_FORMAT, kind: "origin", runId, sourceRunId: m.runId as string, manifestKey: loaded, iteration: m.iteration as number });
+    }
     return { ...(m as unknown as CheckpointManifest), config: fromCheckpoint, resume: { config, problems }, ...(fallback ? { fallback } : {}) };
   }
 

@@ -8,7 +8,8 @@ import { serializeState } from "../meta/optimizers.js";
 import { allFinite, dispose, serializeParams, sumInOrder, type Params } from "../meta/params.js";
 import { initialParams, parseRunConfig } from "../meta/run-config.js";
 import { isStoreError } from "../storage/blobstore.js";
-import { optimKey, paramsKey, parseShardKey } from "../storage/keys.js";
+import { iterationRecordKey, optimKey, paramsKey, parseShardKey } from "../storage/keys.js";
+import { RECORD_FORMAT, type IterationRecord } from "../storage/record.js";
 import { blobMismatch, invalidInput, nonFiniteLoss, shardResultsUnusable } from "./errors.js";
 import type { ParamsCache } from "./params-cache.js";
 import { isCount, isObject, secondsSince, type ActivityKit } from "./ports.js";
@@ -38,7 +39,7 @@ export function initRunActivity(kit: ActivityKit) {
 
 /** `outerStep(input)`: the round's update; its outputs are content-addressed, so a retry writes the same keys. */
 export function outerStepActivity(kit: ActivityKit) {
-  const { store, log, metrics, builds, cache, decodeTensors, readState, putContentAddressed, paramsMeta } = kit;
+  const { store, log, metrics, builds, cache, decodeTensors, readState, putContentAddressed, paramsMeta, now, putRecord } = kit;
   async function outerStep(input: OuterStepInput): Promise<StateKeys> {
     const { runId, iteration, shardKeys, taskCount } = input;
     const started = performance.now();
@@ -103,10 +104,12 @@ export function outerStepActivity(kit: ActivityKit) {
       const out = optimizer.apply(lease.params, total, taskCount, state, { metaLr: base, ...(shardData.length ? { shardData } : {}) });
       next = out.params;
       if (!allFinite(next)) throw nonFiniteLoss(`the outer step of iteration ${iteration}`);
-      // Both writes at once: they are independent, and each waits on its own fsync.
+      // All writes at once: they are independent, and each waits on its own fsync. The record's
+      // key is fixed by the round, so a retried step rewrites it (with the retry's timings).
       const [pKey, oKey] = await Promise.all([
         putContentAddressed(paramsKey, runId, serializeParams(next, paramsMeta(config))),
         putContentAddressed(optimKey, runId, serializeState(out.state)),
+        input.round ? putRecord(iterationRecordKey(runId, iteration), iterationRecord(input, base, lr, now().getTime(), secondsSince(started))) : undefined,
       ]);
       // The next iteration's shards (on this worker in role `all`) and outer step read these parameters.
       cache.put(pKey, next);
@@ -122,6 +125,28 @@ export function outerStepActivity(kit: ActivityKit) {
     }
   }
   return outerStep;
+}
+
+/** The round's entry in the run's record: its metrics, rates and timings, shards in shard order. */
+function iterationRecord(input: OuterStepInput, metaLr: number, stepSize: number, endedAt: number, outerSeconds: number): IterationRecord {
+  const { metrics, shards } = input.round!;
+  const { tasks, preLoss, postLoss, preAccuracy, postAccuracy } = metrics;
+  return {
+    format: RECORD_FORMAT,
+    kind: "iteration",
+    runId: input.runId,
+    iteration: input.iteration,
+    tasks,
+    preLoss,
+    postLoss,
+    ...(preAccuracy !== undefined && postAccuracy !== undefined ? { preAccuracy, postAccuracy } : {}),
+    metaLr,
+    stepSize,
+    startedAt: Math.min(endedAt, ...shards.map((s) => s.startedAt)),
+    endedAt,
+    outerSeconds,
+    shards: shards.map(({ index, worker, seconds, tasks }) => ({ index, worker, seconds, tasks })),
+  };
 }
 
 /**

@@ -321,6 +321,7 @@ export async function main(argv: readonly string[], env: Env): Promise<number> {
     backendName: () => backend.backend,
     // Benchmarks only (bench/orchestration.ts): a fixed delay per task standing in for GPU compute.
     simulatedTaskMs: cfg.simulatedTaskMs,
+    workerName: cfg.workerName,
   });
   const common = { connection, namespace: cfg.namespace, shutdownGraceTime: `${cfg.shutdownGraceSeconds}s` } satisfies Partial<WorkerOptions>;
   const workers: Worker[] = [];
