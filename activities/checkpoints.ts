@@ -7,7 +7,7 @@ import { CorruptBlobError, decodeArrays } from "../meta/params.js";
 import { parseRunConfig, resumeIncompatibilities } from "../meta/run-config.js";
 import { BlobNotFound, isStoreError } from "../storage/blobstore.js";
 import { checkpointManifestKey, checkpointsPrefix, contentAddress, latestCheckpointKey, parseCheckpointManifestKey, recordOriginKey } from "../storage/keys.js";
-import { RECORD_FORMAT } from "../storage/record.js";
+import { RECORD_FORMAT, compactRecord } from "../storage/record.js";
 import { blobMismatch, invalidInput } from "./errors.js";
 import { isCount, isObject, secondsSince, utf8, type ActivityKit } from "./ports.js";
 
@@ -30,14 +30,21 @@ export function checkpointActivities(kit: ActivityKit) {
     for (const k of [m.paramsKey, m.optimKey]) if (!(await store.exists(k))) throw new BlobNotFound(k, store.describe());
     const manifest: CheckpointManifest = { format: CHECKPOINT_FORMAT, ...m, config, createdAt: now().toISOString() };
     const manifestBytes = utf8(JSON.stringify(manifest, null, 2));
-    await store.put(manifestKey, manifestBytes, { contentType: "application/json" });
-    // Pointer last: whoever reads `latest` finds a complete manifest behind it.
     const pointer: LatestPointer = { manifestKey, iteration: m.iteration };
     const pointerBytes = utf8(JSON.stringify(pointer));
-    await store.put(latestCheckpointKey(m.runId), pointerBytes, { contentType: "application/json" });
+    // The run's record of the rounds before this checkpoint becomes one blob, alongside the manifest
+    // writes (the step waits for the longer of the two). Repeatable: a retry compacts what is left.
+    const [compacted] = await Promise.all([
+      compactRecord(store, m.runId, m.iteration),
+      (async () => {
+        await store.put(manifestKey, manifestBytes, { contentType: "application/json" });
+        // Pointer last: whoever reads `latest` finds a complete manifest behind it.
+        await store.put(latestCheckpointKey(m.runId), pointerBytes, { contentType: "application/json" });
+      })(),
+    ]);
     // The parameters and optimizer state it names were written (content-addressed) by the outer step.
     metrics.observeCheckpoint(secondsSince(started), manifestBytes.byteLength + pointerBytes.byteLength);
-    log("writeCheckpoint", { runId: m.runId, iteration: m.iteration, manifestKey });
+    log("writeCheckpoint", { runId: m.runId, iteration: m.iteration, manifestKey, recordCompacted: compacted });
     return { manifestKey };
   }
 

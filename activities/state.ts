@@ -142,7 +142,8 @@ function iterationRecord(input: OuterStepInput, metaLr: number, stepSize: number
     ...(preAccuracy !== undefined && postAccuracy !== undefined ? { preAccuracy, postAccuracy } : {}),
     metaLr,
     stepSize,
-    startedAt: Math.min(endedAt, ...shards.map((s) => s.startedAt)),
+    // 0: a shard from a worker that does not report its start (an older version).
+    startedAt: Math.min(endedAt, ...shards.map((s) => s.startedAt).filter((t) => t > 0)),
     endedAt,
     outerSeconds,
     shards: shards.map(({ index, worker, seconds, tasks }) => ({ index, worker, seconds, tasks })),

@@ -7,6 +7,7 @@
 //   runs/<runId>/checkpoints/latest.json                          pointer to the newest manifest
 //   runs/<runId>/record/<iteration:8>.iter.json                   one round's losses, timings, shards (JSON)
 //   runs/<runId>/record/<iteration:8>.eval.json                   the evaluation after <iteration> rounds
+//   runs/<runId>/record/<first:8>-<last:8>.seg.json               those of rounds first–last, compacted at a checkpoint
 //   runs/<runId>/record/origin.json                               a resumed run: the checkpoint it came from
 //
 // Shard keys depend only on (run, iteration, shard), so a retried activity overwrites the same key
@@ -140,9 +141,18 @@ export function recordOriginKey(runId: string): string {
   return `${recordPrefix(runId)}origin.json`;
 }
 
-/** The kind and iteration of a record key, or undefined when `key` is not one. */
-export function parseRecordKey(key: string): { runId: string; iteration: number; kind: "iter" | "eval" } | undefined {
-  const m = /^runs\/([^/]+)\/record\/(\d{8})\.(iter|eval)\.json$/.exec(key);
+/** Rounds and evaluations `first`–`last` compacted into one blob (at a checkpoint). */
+export function recordSegmentKey(runId: string, first: number, last: number): string {
+  const key = `${recordPrefix(runId)}${pad(first, 8)}-${pad(last, 8)}.seg.json`;
+  checkInt("iteration", first, MAX_ITERATION, key);
+  checkInt("iteration", last, MAX_ITERATION, key);
+  return key;
+}
+
+/** The kind and iteration (a segment's: its first, and `last`) of a record key, or undefined when `key` is not one. */
+export function parseRecordKey(key: string): { runId: string; iteration: number; last: number; kind: "iter" | "eval" | "seg" } | undefined {
+  const m = /^runs\/([^/]+)\/record\/(\d{8})(?:\.(iter|eval)|-(\d{8})\.seg)\.json$/.exec(key);
   if (!m || !RUN_ID_PATTERN.test(m[1]!)) return undefined;
-  return { runId: m[1]!, iteration: Number(m[2]), kind: m[3] as "iter" | "eval" };
+  const iteration = Number(m[2]);
+  return m[4] === undefined ? { runId: m[1]!, iteration, last: iteration, kind: m[3] as "iter" | "eval" } : { runId: m[1]!, iteration, last: Number(m[4]), kind: "seg" };
 }

@@ -1,11 +1,12 @@
 // A run's record: one small JSON blob per round, per evaluation and per resume, written by the
 // coordinator's activities under keys fixed by (run, iteration) — a retried activity rewrites the
 // same object, so the record is append-only in effect and survives retries, worker kills and
-// continue-as-new (the run id stays). `metatrain report` and `metatrain tensorboard` read it back.
+// continue-as-new (the run id stays). Each checkpoint compacts the blobs before it into one segment
+// blob, so a long run keeps a few blobs per checkpoint interval. `metatrain report` reads it back.
 import type { AdaptationMetrics, MeanCI } from "../contracts/activities.js";
 import type { BlobStore } from "./blobstore.js";
 import { BlobCorrupt, BlobNotFound } from "./blobstore.js";
-import { parseRecordKey, recordOriginKey, recordPrefix } from "./keys.js";
+import { parseRecordKey, recordOriginKey, recordPrefix, recordSegmentKey } from "./keys.js";
 
 /** Format tag of every record blob. */
 export const RECORD_FORMAT = "metatrain-record/1" as const;
@@ -61,7 +62,17 @@ export interface OriginRecord {
   iteration: number;
 }
 
-export type RecordEntry = IterationRecord | EvaluationRecord | OriginRecord;
+/** Rounds and evaluations compacted into one blob at a checkpoint (iterations `first`–`last`). */
+export interface SegmentRecord {
+  format: typeof RECORD_FORMAT;
+  kind: "segment";
+  runId: string;
+  iteration: number;
+  last: number;
+  entries: (IterationRecord | EvaluationRecord)[];
+}
+
+export type RecordEntry = IterationRecord | EvaluationRecord | OriginRecord | SegmentRecord;
 
 /** Compact JSON (no indentation): the bytes of one record blob. */
 export function encodeRecord(r: RecordEntry): Uint8Array {
@@ -80,6 +91,10 @@ export function decodeRecord(key: string, bytes: Uint8Array): RecordEntry {
   } catch (e) {
     throw new BlobCorrupt(key, `not valid JSON (${(e as Error).message})`);
   }
+  return checkEntry(key, doc, true);
+}
+
+function checkEntry(key: string, doc: Record<string, unknown>, top: boolean): RecordEntry {
   const bad = (field: string): never => {
     throw new BlobCorrupt(key, `is not a ${RECORD_FORMAT} record: field ${field} missing or invalid`);
   };
@@ -100,8 +115,15 @@ export function decodeRecord(key: string, bytes: Uint8Array): RecordEntry {
       if (!finite(doc.endedAt)) bad("endedAt");
       break;
     case "origin":
+      if (!top) bad("kind");
       if (typeof doc.sourceRunId !== "string") bad("sourceRunId");
       if (typeof doc.manifestKey !== "string") bad("manifestKey");
+      break;
+    case "segment":
+      if (!top) bad("kind");
+      if (!count(doc.last)) bad("last");
+      if (!Array.isArray(doc.entries)) bad("entries");
+      for (const e of doc.entries as Record<string, unknown>[]) checkEntry(key, typeof e === "object" && e !== null ? e : {}, false);
       break;
     default:
       bad("kind");
@@ -151,14 +173,19 @@ export async function readRunHistory(store: BlobStore, runId: string): Promise<R
     seen.add(current);
     const keys = (await store.list(recordPrefix(current))).filter((k) => {
       const p = parseRecordKey(k);
-      // The source's rounds from the checkpoint on belong to the source, not to this history.
-      return p !== undefined && (p.kind === "iter" ? p.iteration < below : p.iteration <= below);
+      return p !== undefined && p.iteration <= below;
     });
-    const entries = await mapLimit(keys, READ_CONCURRENCY, async (k) => decodeRecord(k, await store.get(k)));
-    for (const e of entries) {
-      if (e.kind === "iteration") history.iterations.push(e);
-      else if (e.kind === "evaluation" && !history.evaluations.some((x) => x.iteration === e.iteration)) history.evaluations.push(e);
+    const blobs = await mapLimit(keys, READ_CONCURRENCY, async (k) => decodeRecord(k, await store.get(k)));
+    // By iteration: a blob left behind by a compaction cut short repeats what its segment holds.
+    const iterations = new Map<number, IterationRecord>();
+    const evaluations = new Map<number, EvaluationRecord>();
+    for (const e of blobs.flatMap((b) => (b.kind === "segment" ? b.entries : [b]))) {
+      // The source's rounds from the checkpoint on belong to the source, not to this history.
+      if (e.kind === "iteration" && e.iteration < below) iterations.set(e.iteration, e);
+      else if (e.kind === "evaluation" && e.iteration <= below) evaluations.set(e.iteration, e);
     }
+    for (const e of iterations.values()) if (!history.iterations.some((x) => x.iteration === e.iteration)) history.iterations.push(e);
+    for (const e of evaluations.values()) if (!history.evaluations.some((x) => x.iteration === e.iteration)) history.evaluations.push(e);
     const origin = await readOrigin(store, current);
     if (!origin) break;
     history.origins.push(origin);
@@ -171,6 +198,29 @@ export async function readRunHistory(store: BlobStore, runId: string): Promise<R
   history.iterations.sort((a, b) => a.iteration - b.iteration);
   history.evaluations.sort((a, b) => a.iteration - b.iteration);
   return history;
+}
+
+/**
+ * Compact the run's round and evaluation blobs before iteration `below` into one segment blob,
+ * then delete them; returns how many it compacted. Safe to repeat or to cut short at any point:
+ * the segment is written before anything is deleted, a retry compacts what is left (the reader
+ * takes each iteration once, wherever it finds it), and older segments are left as they are.
+ */
+export async function compactRecord(store: BlobStore, runId: string, below: number): Promise<number> {
+  const keys = (await store.list(recordPrefix(runId))).filter((k) => {
+    const p = parseRecordKey(k);
+    return p !== undefined && p.kind !== "seg" && p.iteration < below;
+  });
+  if (keys.length === 0) return 0;
+  const entries = (await mapLimit(keys, READ_CONCURRENCY, async (k) => decodeRecord(k, await store.get(k)))).filter(
+    (e): e is IterationRecord | EvaluationRecord => e.kind === "iteration" || e.kind === "evaluation",
+  );
+  const first = Math.min(...entries.map((e) => e.iteration));
+  const last = Math.max(...entries.map((e) => e.iteration));
+  const segment: SegmentRecord = { format: RECORD_FORMAT, kind: "segment", runId, iteration: first, last, entries };
+  await store.put(recordSegmentKey(runId, first, last), encodeRecord(segment), { contentType: "application/json" });
+  await mapLimit(keys, READ_CONCURRENCY, (k) => store.delete(k));
+  return keys.length;
 }
 
 async function readOrigin(store: BlobStore, runId: string): Promise<OriginRecord | undefined> {

@@ -111,7 +111,7 @@ export async function timeChart(hs: readonly RunHistory[]): Promise<string | und
   }
   if (rows.length === 0) return undefined;
   return renderSvg({
-    title: "time per iteration: compute (slowest shard + outer step) and orchestration (the rest: scheduling, checkpoints, evaluations, continue-as-new)",
+    title: { text: "time per iteration: compute and orchestration", subtitle: "compute: the slowest shard + the outer step; orchestration: the rest (scheduling, checkpoints, evaluations, continue-as-new)" },
     data: { values: rows },
     facet: { row: { field: "run", type: "nominal", title: null } },
     spec: {

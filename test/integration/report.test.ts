@@ -15,7 +15,7 @@ import type { MetaTrainingInput } from "../../contracts/activities.js";
 import { TASK_QUEUES } from "../../contracts/queues.js";
 import type { RunConfigInput } from "../../meta/run-config.js";
 import { openStore, type BlobStore } from "../../storage/blobstore.js";
-import { checkpointManifestKey } from "../../storage/keys.js";
+import { checkpointManifestKey, evaluationRecordKey, recordPrefix, recordSegmentKey } from "../../storage/keys.js";
 import { readRunHistory } from "../../storage/record.js";
 import { historyScalars } from "../../cli/report/tensorboard.js";
 import { metaTrainingWorkflow } from "../../workflows/meta-training.js";
@@ -95,6 +95,8 @@ describe("metatrain report of real runs", { skip: skipUnlessTemporal() || skipUn
     // Resumed from the source's checkpoint at 3, on to 10: the source's rounds 3–5 are not its history.
     await run({ runId: "resumed", config: { ...SOURCE, iterations: 10 }, resumeFrom: checkpointManifestKey("src", 3) });
 
+    // Checkpoints at 3 and 6 compacted the rounds (and the evaluation after 3) before them.
+    assert.deepEqual(await store.list(recordPrefix("src")), [recordSegmentKey("src", 0, 2), recordSegmentKey("src", 3, 5), evaluationRecordKey("src", 6)]);
     const src = await readRunHistory(store, "src");
     assert.deepEqual(src.iterations.map((r) => r.iteration), [0, 1, 2, 3, 4, 5], "every round across three executions (continue-as-new every 2)");
     const h = await readRunHistory(store, "resumed");

@@ -7,8 +7,8 @@ import { createActivities } from "../../activities/index.js";
 import { shardPlan } from "../../contracts/config.js";
 import { parseRunConfig } from "../../meta/run-config.js";
 import { MemoryBlobStore } from "../../storage/memory-store.js";
-import { evaluationRecordKey, iterationRecordKey, parseRecordKey, recordOriginKey, recordPrefix } from "../../storage/keys.js";
-import { RECORD_FORMAT, decodeRecord, encodeRecord, iterationTimes, readRunHistory, type IterationRecord } from "../../storage/record.js";
+import { evaluationRecordKey, iterationRecordKey, parseRecordKey, recordOriginKey, recordPrefix, recordSegmentKey } from "../../storage/keys.js";
+import { RECORD_FORMAT, compactRecord, decodeRecord, encodeRecord, iterationTimes, readRunHistory, type EvaluationRecord, type IterationRecord } from "../../storage/record.js";
 import { useCpu } from "../helpers/tf.js";
 
 before(useCpu);
@@ -56,7 +56,9 @@ describe("record codec", () => {
     assert.equal(iterationRecordKey("r", 12), "runs/r/record/00000012.iter.json");
     assert.equal(evaluationRecordKey("r", 12), "runs/r/record/00000012.eval.json");
     assert.equal(recordOriginKey("r"), "runs/r/record/origin.json");
-    assert.deepEqual(parseRecordKey("runs/r/record/00000012.eval.json"), { runId: "r", iteration: 12, kind: "eval" });
+    assert.equal(recordSegmentKey("r", 0, 9), "runs/r/record/00000000-00000009.seg.json");
+    assert.deepEqual(parseRecordKey("runs/r/record/00000012.eval.json"), { runId: "r", iteration: 12, last: 12, kind: "eval" });
+    assert.deepEqual(parseRecordKey("runs/r/record/00000000-00000009.seg.json"), { runId: "r", iteration: 0, last: 9, kind: "seg" });
     assert.equal(parseRecordKey("runs/r/record/origin.json"), undefined);
   });
 
@@ -86,6 +88,28 @@ describe("readRunHistory", () => {
     assert.deepEqual(h.origins.map((o) => o.sourceRunId), ["src"]);
   });
 
+  test("compaction at a checkpoint: one segment blob, the same history, repeatable and safe to cut short", async () => {
+    const store = new MemoryBlobStore();
+    const evaluation = (iteration: number): EvaluationRecord => ({ format: RECORD_FORMAT, kind: "evaluation", runId: "c", iteration, steps: 1, loss: { mean: 1, ci95: 0.1, n: 4 }, endedAt: 0 });
+    for (let i = 0; i < 5; i++) await store.put(iterationRecordKey("c", i), encodeRecord(round("c", i, 5 - i)));
+    await store.put(evaluationRecordKey("c", 2), encodeRecord(evaluation(2)));
+    await store.put(evaluationRecordKey("c", 3), encodeRecord(evaluation(3)));
+    const before = await readRunHistory(store, "c");
+    // The checkpoint after 3 rounds: rounds 0–2 and the evaluation after 2 go into one segment.
+    assert.equal(await compactRecord(store, "c", 3), 4);
+    assert.deepEqual(await store.list(recordPrefix("c")), [
+      recordSegmentKey("c", 0, 2), evaluationRecordKey("c", 3), iterationRecordKey("c", 3), iterationRecordKey("c", 4),
+    ]);
+    assert.deepEqual(await readRunHistory(store, "c"), before);
+    assert.equal(await compactRecord(store, "c", 3), 0, "nothing left to compact: a retry writes nothing");
+    // A blob rewritten after its segment (a late retry) is taken once, not twice.
+    await store.put(iterationRecordKey("c", 1), encodeRecord(round("c", 1, 4)));
+    assert.deepEqual(await readRunHistory(store, "c"), before);
+    assert.equal(await compactRecord(store, "c", 5), 4, "rounds 1 (again), 3, 4 and the evaluation after 3");
+    assert.deepEqual((await store.list(recordPrefix("c"))).map((k) => parseRecordKey(k)?.kind), ["seg", "seg"]);
+    assert.deepEqual(await readRunHistory(store, "c"), before);
+  });
+
   test("a run without a record: BlobNotFound naming the record prefix", async () => {
     await assert.rejects(readRunHistory(new MemoryBlobStore(), "nope"), (e: Error) => e.name === "BlobNotFound" && e.message.includes(recordPrefix("nope")));
   });
@@ -111,5 +135,9 @@ describe("activities write the record", () => {
     assert.deepEqual(h.iterations[0]!.shards.map((s) => [s.index, s.worker, s.tasks]), [[0, "w-test", 2], [1, "w-test", 2]]);
     assert.equal(h.iterations[0]!.metaLr, config.metaLr);
     assert.equal(h.evaluations[0]!.loss.n, 4);
+    // The checkpoint after iteration 1 compacts round 0; the evaluation after 1 stays as it is.
+    await acts.writeCheckpoint({ manifest: { runId: "rec", iteration: 1, ...next, config, metaLr: config.metaLr, metrics: {} } });
+    assert.deepEqual((await store.list(recordPrefix("rec"))).filter((k) => !k.includes("checkpoints")), [recordSegmentKey("rec", 0, 0), evaluationRecordKey("rec", 1)]);
+    assert.deepEqual(await readRunHistory(store, "rec"), h);
   });
 });
