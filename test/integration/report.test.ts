@@ -1,6 +1,6 @@
 // `metatrain report` of real runs: a short sinusoid run on Temporal, an S3 server and worker
 // processes that continues as new every 2 iterations, then a second run resumed from its
-// checkpoint. The record must be continuous across both; the HTML report is opened in headless
+// checkpoint, during which a gpu worker is SIGKILLed. The record must be continuous across all that; the HTML report is opened in headless
 // Chromium (a line with as many points as iterations per run and phase; a screenshot for the
 // README, docs/report.png) and the TensorBoard files are read back by tensorboard's own reader.
 import { after, before, describe, test } from "node:test";
@@ -18,7 +18,7 @@ import { openStore, type BlobStore } from "../../storage/blobstore.js";
 import { checkpointManifestKey, evaluationRecordKey, recordPrefix, recordSegmentKey } from "../../storage/keys.js";
 import { readRunHistory } from "../../storage/record.js";
 import { historyScalars } from "../../cli/report/tensorboard.js";
-import { metaTrainingWorkflow } from "../../workflows/meta-training.js";
+import { metaTrainingWorkflow, progressQuery } from "../../workflows/meta-training.js";
 import { METATRAIN_BIN } from "../harness/dev-stack.js";
 import { findChromium, skipUnlessReportTools, tensorboardPython } from "../harness/report-tools.js";
 import { skipUnlessS3Server, startS3Server, type S3TestServer } from "../harness/s3-server.js";
@@ -44,6 +44,8 @@ const SOURCE: RunConfigInput = {
   evalTasks: 20,
   evalSteps: 2,
   continueAsNewEvery: 2,
+  // A shard lost with the killed worker is retried after at most this.
+  timeouts: { heartbeatSeconds: 5 },
 };
 
 describe("metatrain report of real runs", { skip: skipUnlessTemporal() || skipUnlessS3Server() || skipUnlessReportTools(), timeout: 8 * MINUTE }, () => {
@@ -90,10 +92,17 @@ describe("metatrain report of real runs", { skip: skipUnlessTemporal() || skipUn
     });
   }
 
-  test("the record survives continue-as-new and resume-from; report, browser and TensorBoard agree", async () => {
+  test("the record survives continue-as-new, a SIGKILLed worker and resume-from; report, browser and TensorBoard agree", async () => {
     await run({ runId: "src", config: SOURCE });
     // Resumed from the source's checkpoint at 3, on to 10: the source's rounds 3–5 are not its history.
-    await run({ runId: "resumed", config: { ...SOURCE, iterations: 10 }, resumeFrom: checkpointManifestKey("src", 3) });
+    // worker-b is SIGKILLed mid-run; worker-a (role all) carries on, retrying what worker-b held.
+    const resumed = await client.workflow.start(metaTrainingWorkflow, {
+      taskQueue: TASK_QUEUES.coordinator, workflowId: "resumed", args: [{ runId: "resumed", config: { ...SOURCE, iterations: 10 }, resumeFrom: checkpointManifestKey("src", 3) }],
+    });
+    const iterationNow = async () => (await resumed.query(progressQuery).catch(() => undefined))?.iteration ?? 0;
+    while ((await iterationNow()) < 5) await new Promise((r) => setTimeout(r, 50));
+    await pool.alive("gpu")[0]!.kill("SIGKILL");
+    await resumed.result();
 
     // Checkpoints at 3 and 6 compacted the rounds (and the evaluation after 3) before them.
     assert.deepEqual(await store.list(recordPrefix("src")), [recordSegmentKey("src", 0, 2), recordSegmentKey("src", 3, 5), evaluationRecordKey("src", 6)]);
