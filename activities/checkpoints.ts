@@ -6,7 +6,8 @@ import { ErrorTypes } from "../contracts/errors.js";
 import { CorruptBlobError, decodeArrays } from "../meta/params.js";
 import { parseRunConfig, resumeIncompatibilities } from "../meta/run-config.js";
 import { BlobNotFound, isStoreError } from "../storage/blobstore.js";
-import { checkpointManifestKey, checkpointsPrefix, contentAddress, latestCheckpointKey, parseCheckpointManifestKey } from "../storage/keys.js";
+import { checkpointManifestKey, checkpointsPrefix, contentAddress, latestCheckpointKey, parseCheckpointManifestKey, recordOriginKey } from "../storage/keys.js";
+import { RECORD_FORMAT, compactRecord } from "../storage/record.js";
 import { blobMismatch, invalidInput } from "./errors.js";
 import { isCount, isObject, secondsSince, utf8, type ActivityKit } from "./ports.js";
 
@@ -20,7 +21,7 @@ export interface LatestPointer {
 }
 
 export function checkpointActivities(kit: ActivityKit) {
-  const { store, log, now, metrics, readJson } = kit;
+  const { store, log, now, metrics, readJson, putRecord } = kit;
   async function writeCheckpoint({ manifest: m }: WriteCheckpointInput): Promise<WriteCheckpointOutput> {
     const started = performance.now();
     const config = parseRunConfig(m.config);
@@ -29,18 +30,25 @@ export function checkpointActivities(kit: ActivityKit) {
     for (const k of [m.paramsKey, m.optimKey]) if (!(await store.exists(k))) throw new BlobNotFound(k, store.describe());
     const manifest: CheckpointManifest = { format: CHECKPOINT_FORMAT, ...m, config, createdAt: now().toISOString() };
     const manifestBytes = utf8(JSON.stringify(manifest, null, 2));
-    await store.put(manifestKey, manifestBytes, { contentType: "application/json" });
-    // Pointer last: whoever reads `latest` finds a complete manifest behind it.
     const pointer: LatestPointer = { manifestKey, iteration: m.iteration };
     const pointerBytes = utf8(JSON.stringify(pointer));
-    await store.put(latestCheckpointKey(m.runId), pointerBytes, { contentType: "application/json" });
+    // The run's record of the rounds before this checkpoint becomes one blob, alongside the manifest
+    // writes (the step waits for the longer of the two). Repeatable: a retry compacts what is left.
+    const [compacted] = await Promise.all([
+      compactRecord(store, m.runId, m.iteration),
+      (async () => {
+        await store.put(manifestKey, manifestBytes, { contentType: "application/json" });
+        // Pointer last: whoever reads `latest` finds a complete manifest behind it.
+        await store.put(latestCheckpointKey(m.runId), pointerBytes, { contentType: "application/json" });
+      })(),
+    ]);
     // The parameters and optimizer state it names were written (content-addressed) by the outer step.
     metrics.observeCheckpoint(secondsSince(started), manifestBytes.byteLength + pointerBytes.byteLength);
-    log("writeCheckpoint", { runId: m.runId, iteration: m.iteration, manifestKey });
+    log("writeCheckpoint", { runId: m.runId, iteration: m.iteration, manifestKey, recordCompacted: compacted });
     return { manifestKey };
   }
 
-  async function loadCheckpoint({ key, requested }: LoadCheckpointInput): Promise<LoadCheckpointOutput> {
+  async function loadCheckpoint({ key, requested, runId }: LoadCheckpointInput): Promise<LoadCheckpointOutput> {
     let manifestKey = key;
     let doc = await readJson(key);
     if (isObject(doc) && doc.format === undefined && typeof doc.manifestKey === "string") {
@@ -74,6 +82,12 @@ export function checkpointActivities(kit: ActivityKit) {
     // The config to go on with (the requested one, else the checkpoint's), checked against what the checkpoint ties down.
     const config = requested == null ? fromCheckpoint : parseRunConfig(requested);
     const problems = resumeIncompatibilities(fromCheckpoint, config, m.iteration as number);
+    // The resuming run's record goes on from the checkpoint's run (a run resumed from its own
+    // checkpoint already has those rounds). One fixed key: a retried load rewrites it.
+    if (runId !== undefined && problems.length === 0 && runId !== m.runId) {
+      const loaded = fallback?.manifestKey ?? manifestKey;
+      await putRecord(recordOriginKey(runId), { format: RECORD_FORMAT, kind: "origin", runId, sourceRunId: m.runId as string, manifestKey: loaded, iteration: m.iteration as number });
+    }
     return { ...(m as unknown as CheckpointManifest), config: fromCheckpoint, resume: { config, problems }, ...(fallback ? { fallback } : {}) };
   }
 

@@ -2,12 +2,14 @@
 import type { EvaluateInput, EvaluationSummary } from "../contracts/activities.js";
 import { deriveSeed, Stream } from "../meta/rng.js";
 import { parseRunConfig } from "../meta/run-config.js";
+import { evaluationRecordKey } from "../storage/keys.js";
+import { RECORD_FORMAT } from "../storage/record.js";
 import { cancellation, nonFiniteLoss } from "./errors.js";
 import type { ActivityKit } from "./ports.js";
 
 /** `evaluate(input)`: `evalTasks` held-out tasks at `evalSteps` test-time steps, mean with a 95% CI. */
 export function evaluateActivity(kit: ActivityKit) {
-  const { log, context, builds, cache } = kit;
+  const { log, context, builds, cache, now, putRecord } = kit;
   async function evaluate(input: EvaluateInput): Promise<EvaluationSummary> {
     const { iteration } = input;
     const ctx = context();
@@ -31,7 +33,12 @@ export function evaluateActivity(kit: ActivityKit) {
         throw nonFiniteLoss(`evaluation of iteration ${iteration} (${config.evalSteps} test-time steps)`);
       }
       log("evaluate", { runId: input.runId, iteration, loss: res.loss.mean, accuracy: res.accuracy?.mean });
-      return { iteration, steps: res.steps, loss: res.loss, ...(res.accuracy ? { accuracy: res.accuracy } : {}), batchNorm: r.batchNorm };
+      const accuracy = res.accuracy ? { accuracy: res.accuracy } : {};
+      // Fixed key per (run, iteration): a retried evaluation rewrites the same record.
+      await putRecord(evaluationRecordKey(input.runId, iteration), {
+        format: RECORD_FORMAT, kind: "evaluation", runId: input.runId, iteration, steps: res.steps, loss: res.loss, ...accuracy, endedAt: now().getTime(),
+      });
+      return { iteration, steps: res.steps, loss: res.loss, ...accuracy, batchNorm: r.batchNorm };
     } finally {
       lease.release();
     }

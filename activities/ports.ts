@@ -1,6 +1,7 @@
 // The ports activities run over (a blob store, a log, the activity context, metrics, a clock) and
 // the kit every activity file shares: those ports resolved with their defaults, the per-process
 // caches, and the blob helpers. The worker wires real ports; tests pass in-memory ones.
+import { hostname } from "node:os";
 import * as tf from "@tensorflow/tfjs";
 import { Context } from "@temporalio/activity";
 import { deserializeState, type OuterState } from "../meta/optimizers.js";
@@ -8,6 +9,7 @@ import { CorruptBlobError, deserializeParams, type Params } from "../meta/params
 import type { RunConfig } from "../meta/run-config.js";
 import { BlobCorrupt, type BlobStore } from "../storage/blobstore.js";
 import { contentAddress } from "../storage/keys.js";
+import { encodeRecord, type RecordEntry } from "../storage/record.js";
 import { noopMetrics, type MetricsPort } from "../telemetry/metrics.js";
 import { BuildCache } from "./build.js";
 import { ParamsCache } from "./params-cache.js";
@@ -55,6 +57,8 @@ export interface ActivityDeps {
    * StoreAccessDenied, final (one process, as in tests, has no other worker to turn to).
    */
   onStoreAccessDenied?: { worker: string; report: (e: Error) => void };
+  /** This worker's name in the run's record (shard durations per worker). Default the host name. */
+  workerName?: string;
 }
 
 /** The Temporal activity context, adapted to the port. */
@@ -90,6 +94,7 @@ export function activityKit(deps: ActivityDeps) {
   const heartbeatIntervalMs = deps.heartbeatIntervalMs ?? 1000;
   const now = deps.now ?? (() => new Date());
   const simulatedTaskMs = deps.simulatedTaskMs ?? 0;
+  const workerName = deps.workerName ?? hostname();
   const metrics = deps.metrics ?? noopMetrics;
   const builds = new BuildCache();
 
@@ -160,5 +165,10 @@ export function activityKit(deps: ActivityDeps) {
   /** Parameters as stored: the meta names the model so a blob says what it is. */
   const paramsMeta = (config: RunConfig) => ({ kind: "params", model: builds.get(config).setup.model.name, learner: config.algorithm });
 
-  return { store, log, context, backendName, heartbeatIntervalMs, now, simulatedTaskMs, metrics, builds, cache, decodeTensors, readState, rememberState, readJson, putContentAddressed, paramsMeta };
+  /** Write one record blob (storage/record.ts) under its fixed key: a retry rewrites the same object. */
+  async function putRecord(key: string, entry: RecordEntry): Promise<void> {
+    await store.put(key, encodeRecord(entry), { contentType: "application/json" });
+  }
+
+  return { store, log, context, backendName, heartbeatIntervalMs, now, simulatedTaskMs, workerName, putRecord, metrics, builds, cache, decodeTensors, readState, rememberState, readJson, putContentAddressed, paramsMeta };
 }

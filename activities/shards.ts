@@ -48,18 +48,19 @@ function algorithmOf(raw: unknown): string {
 
 /** `runShard(input)`: one attempt, reported as completed, failed (by error type) or cancelled, with its attempt number. */
 export function runShardActivity(kit: ActivityKit) {
-  const { store, log, context, backendName, heartbeatIntervalMs, simulatedTaskMs, metrics, builds, cache } = kit;
+  const { store, log, context, backendName, heartbeatIntervalMs, simulatedTaskMs, metrics, builds, cache, now, workerName } = kit;
   /** One shard attempt, reported as completed, failed (by error type) or cancelled, with its attempt number. */
   async function runShard(input: RunShardInput): Promise<RunShardOutput> {
     const ctx = context();
     const started = performance.now();
+    const startedAt = now().getTime();
     const attempt = ctx.attempt ?? 1;
     const tasks = isCount(input.taskStart) && isCount(input.taskEnd) && input.taskEnd > input.taskStart ? input.taskEnd - input.taskStart : 0;
     let algorithm = algorithmOf(input.config);
     try {
       const config = parseRunConfig(input.config);
       algorithm = config.algorithm;
-      const out = await runShardAttempt(input, config, ctx, started);
+      const out = { ...(await runShardAttempt(input, config, ctx, started)), worker: workerName, startedAt };
       metrics.observeShard({ algorithm, backend: out.backend, seconds: secondsSince(started), tasks, outcome: "completed", attempt });
       return out;
     } catch (e) {

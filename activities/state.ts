@@ -8,7 +8,8 @@ import { serializeState } from "../meta/optimizers.js";
 import { allFinite, dispose, serializeParams, sumInOrder, type Params } from "../meta/params.js";
 import { initialParams, parseRunConfig } from "../meta/run-config.js";
 import { isStoreError } from "../storage/blobstore.js";
-import { optimKey, paramsKey, parseShardKey } from "../storage/keys.js";
+import { iterationRecordKey, optimKey, paramsKey, parseShardKey } from "../storage/keys.js";
+import { RECORD_FORMAT, type IterationRecord } from "../storage/record.js";
 import { blobMismatch, invalidInput, nonFiniteLoss, shardResultsUnusable } from "./errors.js";
 import type { ParamsCache } from "./params-cache.js";
 import { isCount, isObject, secondsSince, type ActivityKit } from "./ports.js";
@@ -40,7 +41,7 @@ export function initRunActivity(kit: ActivityKit) {
 
 /** `outerStep(input)`: the round's update; its outputs are content-addressed, so a retry writes the same keys. */
 export function outerStepActivity(kit: ActivityKit) {
-  const { store, log, metrics, builds, cache, decodeTensors, readState, rememberState, putContentAddressed, paramsMeta } = kit;
+  const { store, log, metrics, builds, cache, decodeTensors, readState, rememberState, putContentAddressed, paramsMeta, now, putRecord } = kit;
   async function outerStep(input: OuterStepInput): Promise<StateKeys> {
     const { runId, iteration, shardKeys, taskCount } = input;
     const started = performance.now();
@@ -105,11 +106,13 @@ export function outerStepActivity(kit: ActivityKit) {
       const out = optimizer.apply(lease.params, total, taskCount, state, { metaLr: base, ...(shardData.length ? { shardData } : {}) });
       next = out.params;
       if (!allFinite(next)) throw nonFiniteLoss(`the outer step of iteration ${iteration}`);
-      // Both writes at once: they are independent, and each waits on its own fsync.
+      // All writes at once: they are independent, and each waits on its own fsync. The record's
+      // key is fixed by the round, so a retried step rewrites it (with the retry's timings).
       const stateBytes = serializeState(out.state);
       const [pKey, oKey] = await Promise.all([
         putContentAddressed(paramsKey, runId, serializeParams(next, paramsMeta(config))),
         putContentAddressed(optimKey, runId, stateBytes),
+        input.round ? putRecord(iterationRecordKey(runId, iteration), iterationRecord(input, base, lr, now().getTime(), secondsSince(started))) : undefined,
       ]);
       // The next outer step (here, as a local activity) decodes it from memory, as it finds `next` in the params cache.
       rememberState(oKey, stateBytes);
@@ -127,6 +130,29 @@ export function outerStepActivity(kit: ActivityKit) {
     }
   }
   return outerStep;
+}
+
+/** The round's entry in the run's record: its metrics, rates and timings, shards in shard order. */
+function iterationRecord(input: OuterStepInput, metaLr: number, stepSize: number, endedAt: number, outerSeconds: number): IterationRecord {
+  const { metrics, shards } = input.round!;
+  const { tasks, preLoss, postLoss, preAccuracy, postAccuracy } = metrics;
+  return {
+    format: RECORD_FORMAT,
+    kind: "iteration",
+    runId: input.runId,
+    iteration: input.iteration,
+    tasks,
+    preLoss,
+    postLoss,
+    ...(preAccuracy !== undefined && postAccuracy !== undefined ? { preAccuracy, postAccuracy } : {}),
+    metaLr,
+    stepSize,
+    // 0: a shard from a worker that does not report its start (an older version).
+    startedAt: Math.min(endedAt, ...shards.map((s) => s.startedAt).filter((t) => t > 0)),
+    endedAt,
+    outerSeconds,
+    shards: shards.map(({ index, worker, seconds, tasks }) => ({ index, worker, seconds, tasks })),
+  };
 }
 
 /**

@@ -8,6 +8,7 @@ import { registerExport } from "./commands/export.js";
 import { registerList } from "./commands/list.js";
 import { registerPause } from "./commands/pause.js";
 import { registerPresets } from "./commands/presets.js";
+import { registerReport } from "./commands/report.js";
 import { registerResume } from "./commands/resume.js";
 import { registerResumeFrom } from "./commands/resume-from.js";
 import { registerStatus } from "./commands/status.js";
@@ -42,6 +43,7 @@ export function buildProgram(): Command {
   registerResumeFrom(program);
   registerEval(program);
   registerExport(program);
+  registerReport(program);
   registerWorker(program);
   registerPresets(program);
   registerConfig(program);

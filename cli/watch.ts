@@ -28,6 +28,25 @@ function bar(done: number, total: number): string {
   return `[${"█".repeat(full)}${"░".repeat(BAR - full)}] ${String(Math.floor(f * 100)).padStart(3)}%`;
 }
 
+const SPARKS = "▁▂▃▄▅▆▇█";
+/** Points the live curve keeps: the most recent iterations seen. */
+export const SPARK_POINTS = 24;
+
+/**
+ * A unicode sparkline of `values` (the last SPARK_POINTS), each scaled between their min and max;
+ * non-finite values are blanks. "" for no values; a flat series is all mid-height.
+ */
+export function sparkline(values: readonly number[]): string {
+  const v = values.slice(-SPARK_POINTS);
+  const finite = v.filter(Number.isFinite);
+  if (finite.length === 0) return "";
+  const lo = Math.min(...finite);
+  const span = Math.max(...finite) - lo;
+  return v
+    .map((x) => (!Number.isFinite(x) ? " " : span === 0 ? SPARKS[3] : SPARKS[Math.min(SPARKS.length - 1, Math.floor(((x - lo) / span) * SPARKS.length))]))
+    .join("");
+}
+
 /** One progress line: iteration, ETA, pre/post-adaptation loss (and accuracy), the last evaluation. */
 export function progressText(p: Pick<RunProgress, "iteration" | "iterations" | "paused" | "cancelling" | "latest" | "evaluation">, etaSeconds: number | undefined): string {
   // A run still initialising (or loading its checkpoint) does not know its iteration count yet.
@@ -93,6 +112,9 @@ export async function watchRun(s: TemporalSession, runId: string, o: WatchOption
   const lineEvery = o.lineEveryMs ?? 5000;
   let lastKey = "";
   let drawn = false;
+  // The post-adaptation loss of each iteration we saw (polling samples a fast run), for the live curve.
+  const postLosses: number[] = [];
+  let lossIt: number | undefined;
   const clear = () => {
     if (drawn) out.write("\r\x1b[2K");
     drawn = false;
@@ -124,12 +146,19 @@ export async function watchRun(s: TemporalSession, runId: string, o: WatchOption
       else if (p.iteration !== prevIt && !first) first = { t: now, it: p.iteration };
       else if (first && p.iteration > first.it) rate = (p.iteration - first.it) / ((now - first.t) / 1000);
       prevIt = p.iteration;
+      if (p.latest && p.iteration !== lossIt) {
+        postLosses.push(p.latest.postLoss);
+        if (postLosses.length > SPARK_POINTS) postLosses.shift();
+        lossIt = p.iteration;
+      }
       const eta = rate && rate > 0 ? (p.iterations - p.iteration) / rate : undefined;
       const key = JSON.stringify([p.iteration, p.paused, p.cancelling, p.evaluation?.iteration]);
       if (o.json) {
         if (key !== lastKey) out.write(`${JSON.stringify({ event: "progress", runId, iteration: p.iteration, iterations: p.iterations, paused: p.paused, cancelling: p.cancelling, etaSeconds: eta ?? null, latest: p.latest ?? null, evaluation: p.evaluation ?? null })}\n`);
       } else if (tty) {
-        const line = `${bar(p.iteration, p.iterations)} ${progressText(p, eta)}`;
+        // The curve right after the bar: a narrow terminal cuts the end of the line, not it.
+        const curve = postLosses.length > 1 ? ` post-loss ${sparkline(postLosses)} ·` : "";
+        const line = `${bar(p.iteration, p.iterations)}${curve} ${progressText(p, eta)}`;
         const width = Math.max(40, (out.columns || 120) - 1);
         out.write(`\r\x1b[2K${line.length > width ? `${line.slice(0, width - 1)}…` : line}`);
         drawn = true;

@@ -52,6 +52,18 @@ export interface RunShardOutput {
    * rounds' timeout from it (workflows/heartbeat.ts).
    */
   silentSeconds?: number;
+  /** The worker that ran it and when it started (epoch ms), for the run's record (storage/record.ts). */
+  worker?: string;
+  startedAt?: number;
+}
+
+/** One finished shard of a round, as the outer step writes it into the run's record. */
+export interface ShardTiming {
+  index: number;
+  worker: string;
+  seconds: number;
+  tasks: number;
+  startedAt: number;
 }
 
 export interface OuterStepInput {
@@ -66,6 +78,8 @@ export interface OuterStepInput {
   taskCount: number;
   /** A meta learning rate set by a signal, overriding config.metaLr. */
   metaLr?: number;
+  /** The round's metrics and shards, written with the step into the run's record; absent: no record. */
+  round?: { metrics: TaskMetricsSummary; shards: ShardTiming[] };
 }
 
 /** One shard result the outer step could not use. */
@@ -129,6 +143,8 @@ export interface LoadCheckpointInput {
   key: string;
   /** The config to resume with (raw); absent or null: the checkpoint's own. */
   requested?: unknown;
+  /** The run resuming: its record then names the checkpoint it continues (storage/record.ts). */
+  runId?: string;
 }
 
 /** A checkpoint's manifest (its config parsed) and what resuming it with the requested config would do. */

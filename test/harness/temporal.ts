@@ -55,7 +55,7 @@ export function findTemporal(): string | undefined {
   return findExecutable("temporal", "METATRAIN_TEMPORAL_BIN");
 }
 
-const isCi = (): boolean => {
+export const isCi = (): boolean => {
   const ci = process.env.CI;
   return ci !== undefined && ci !== "" && ci !== "false" && ci !== "0";
 };

@@ -15,7 +15,7 @@ import { parseCheckpointRef, displayStoreUri, latestGoodCheckpoint } from "../..
 import { acquireDevLock, findTemporalCli } from "../../cli/stack.js";
 import { pickFreePort } from "../../telemetry/server.js";
 import { layersDiscrepancy, layersModelFor, writeExport } from "../../cli/export-model.js";
-import { endLines, progressText } from "../../cli/watch.js";
+import { SPARK_POINTS, endLines, progressText, sparkline } from "../../cli/watch.js";
 import { iterationOfActivity, statusLines, type RunStatusJson } from "../../cli/runs.js";
 import { newRunId } from "../../cli/commands/submit.js";
 import { parseRunConfig } from "../../meta/run-config.js";
@@ -476,6 +476,15 @@ describe("cli: progress text", () => {
       100,
     );
     assert.equal(t, "iteration 10/100 · paused · loss 1.610 → 0.720, acc 20.0% → 71.3% · eval acc 89.1% ± 1.1% (600 tasks, 3 steps, iteration 10)");
+  });
+
+  test("sparkline: 8 levels between the window's min and max, the last SPARK_POINTS values", () => {
+    // (x − 1) / (8 − 1) × 8 levels, floored: 1 → 0 (▁), 4.5 → 4 (▅), 8 → 8 → clamped to 7 (█).
+    assert.equal(sparkline([1, 4.5, 8]), "▁▅█");
+    assert.equal(sparkline([2, 2]), "▄▄", "flat: mid-height");
+    assert.equal(sparkline([1, Number.NaN, 2]), "▁ █");
+    assert.equal(sparkline([]), "");
+    assert.equal(sparkline(Array.from({ length: SPARK_POINTS + 5 }, (_, i) => i)).length, SPARK_POINTS);
   });
 
   test("a failed run: the iteration it stopped at, the checkpoint to resume from and how", () => {
