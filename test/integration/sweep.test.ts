@@ -108,7 +108,16 @@ describe("sweeps with successive halving on Temporal", { skip: skipUnlessTempora
         const history = await handle.fetchHistory();
         const failures = (history.events ?? []).filter((e) => e.workflowTaskFailedEventAttributes).map((e) => e.workflowTaskFailedEventAttributes?.failure?.message);
         const tail = (s: string) => s.slice(-4000);
-        assert.fail(`sweep-b did not finish in 3 minutes: ${d.status.name}, ${d.raw.pendingChildren?.length ?? 0} pending children, workflow task failures ${JSON.stringify(failures.slice(0, 3))}\n${tail(pool.logs())}`);
+        // Each open run: its last events, pending activities and workflow task.
+        const open: string[] = [];
+        for await (const w of client.workflow.list({ query: "ExecutionStatus = 'Running'" })) {
+          const h = client.workflow.getHandle(w.workflowId, w.runId);
+          const wd = await h.describe();
+          const ev = (await h.fetchHistory()).events ?? [];
+          const types = ev.slice(-8).map((e) => Object.keys(e).find((k) => k.endsWith("EventAttributes")) ?? "?");
+          open.push(`${w.workflowId}: pendingActivities ${JSON.stringify(wd.raw.pendingActivities?.map((a) => [a.activityType?.name, a.state, a.attempt]))} pendingWorkflowTask ${JSON.stringify(wd.raw.pendingWorkflowTask)} last events ${types.join(", ")}`);
+        }
+        assert.fail(`sweep-b did not finish in 3 minutes: ${d.status.name}, ${d.raw.pendingChildren?.length ?? 0} pending children, workflow task failures ${JSON.stringify(failures.slice(0, 3))}\n${open.join("\n")}\n${tail(pool.logs())}`);
       }),
     ]);
     assert.equal(r.winner, undisturbed!.winner);
