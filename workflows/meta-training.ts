@@ -288,7 +288,9 @@ function activityProxies(config: RunConfig) {
   };
   return {
     shards: shardProxy(config, config.timeouts.heartbeatSeconds),
-    evaluation: proxyActivities<MetaTrainingActivities>({ ...coordinator, taskQueue: TASK_QUEUES.gpu }),
+    // Evaluation heartbeats after each held-out task: a killed gpu worker's evaluation is retried
+    // elsewhere after heartbeatSeconds, not after the whole start-to-close timeout.
+    evaluation: proxyActivities<MetaTrainingActivities>({ ...coordinator, taskQueue: TASK_QUEUES.gpu, heartbeatTimeout: seconds(config.timeouts.heartbeatSeconds) }),
     coordinator: proxyActivities<MetaTrainingActivities>(coordinator),
     // The same coordinator activities run in this worker's own process: no task-queue round trip
     // and no extra workflow task per call. They are idempotent (content-addressed parameters, fixed
@@ -304,6 +306,16 @@ function activityProxies(config: RunConfig) {
  */
 function iterationProxies(config: RunConfig, acts: ReturnType<typeof activityProxies>): MetaTrainingActivities {
   return config.localOuterStep && patched("local-outer-step") ? acts.local : acts.coordinator;
+}
+
+/**
+ * The start of a run (initRun, loadCheckpoint) as a local activity: a coordinator killed while it
+ * runs one costs a workflow-task timeout (the retry runs it again, idempotent: content-addressed
+ * writes, reads), not the coordinator start-to-close timeout (600 s by default) that a task lost
+ * on a dead worker waits for. Histories begun before keep the activity.
+ */
+function startProxy(acts: ReturnType<typeof activityProxies>): MetaTrainingActivities {
+  return patched("local-start-activities") ? acts.local : acts.coordinator;
 }
 
 /**
@@ -392,7 +404,7 @@ async function metaTraining(input: MetaTrainingInput): Promise<MetaTrainingResul
       const resumeFrom = input.resumeFrom;
       let manifest: LoadCheckpointOutput;
       try {
-        manifest = await activityProxies(config ?? parseOrchestration({})).coordinator.loadCheckpoint({ key: resumeFrom, requested: config ?? null, runId });
+        manifest = await startProxy(activityProxies(config ?? parseOrchestration({}))).loadCheckpoint({ key: resumeFrom, requested: config ?? null, runId });
       } catch (e) {
         if (isCancellation(e)) throw e;
         throw stepFailed(`loading checkpoint "${resumeFrom}"`, e, STEP_FAILED);
@@ -421,7 +433,7 @@ async function metaTraining(input: MetaTrainingInput): Promise<MetaTrainingResul
       const cfg = config!;
       let keys;
       try {
-        keys = await activityProxies(cfg).coordinator.initRun({ runId, config: cfg });
+        keys = await startProxy(activityProxies(cfg)).initRun({ runId, config: cfg });
       } catch (e) {
         if (isCancellation(e)) throw e;
         throw stepFailed("initialising the run (initRun)", e, STEP_FAILED);
