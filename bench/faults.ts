@@ -4,7 +4,7 @@
 // undisturbed median.
 //
 //   node --import tsx bench/faults.ts [--repeats 3] [--iterations 30] [--fault-at 10]
-//     [--heartbeat-seconds N] [--outage-seconds 60] [--faults gpu-kill,coordinator-kill,temporal-restart,s3-outage]
+//     [--heartbeat-seconds N] [--outage-seconds 60] [--faults gpu-kill,coordinator-kill,temporal-restart,s3-outage] [--tag T]
 //
 // Faults, each at iteration --fault-at:
 // - gpu-kill: SIGKILL of a gpu worker while it runs a shard (one of two); a new one starts at once,
@@ -35,6 +35,8 @@ const iterations = numArg("iterations", 30);
 const faultAt = numArg("fault-at", 10);
 const heartbeatArg = arg("heartbeat-seconds", "");
 const outageSeconds = numArg("outage-seconds", 60);
+/** Suffix of the result file (e.g. `after`: results/faults-after.json), so a rerun keeps the earlier record. */
+const tag = arg("tag", "");
 const faults = arg("faults", FAULT_KINDS.join(",")).split(",") as FaultKind[];
 for (const f of faults) if (!FAULT_KINDS.includes(f)) throw new Error(`--faults: unknown fault "${f}"; expected some of ${FAULT_KINDS.join(", ")}`);
 
@@ -125,7 +127,7 @@ async function main(): Promise<void> {
         applySeconds: xs.map((x) => r1(x.applySeconds ?? NaN)),
       };
     });
-    record(`faults${heartbeatArg !== "" ? `-heartbeat-${heartbeatArg}s` : ""}`, {
+    record(`faults${heartbeatArg !== "" ? `-heartbeat-${heartbeatArg}s` : ""}${tag ? `-${tag}` : ""}`, {
       benchmark: "wall time lost per fault kind",
       command: `node --import tsx bench/faults.ts ${process.argv.slice(2).join(" ")}`.trim(),
       machine: machine(),
