@@ -171,6 +171,10 @@ export async function describeRun(s: TemporalSession, runId: string, opts: { sta
       try {
         const good = await latestGoodCheckpoint(await openCliStore(storeUri), runId);
         if (good) checkpointFrom(good.manifestKey);
+        // A checkpoint past the history's last iteration: written by a local activity (outer step,
+        // checkpoint) whose result the history never recorded, the run stopped first. The store
+        // is the truth: the run got that far, and resuming from there loses nothing.
+        if (out.checkpointIteration !== null && (out.iteration === null || out.checkpointIteration > out.iteration)) out.iteration = out.checkpointIteration;
         else if (out.checkpointKey) out.warning = `no checkpoint of ${runId} in ${displayStoreUri(storeUri)} verifies (is METATRAIN_STORE the workers' store?); the one shown is the run's own last record`;
       } catch (e) {
         out.warning = `cannot read the run's checkpoints in ${displayStoreUri(storeUri)}: ${String((e as Error).message ?? e).split("\n")[0]}`;

@@ -138,6 +138,10 @@ async function refusingProxy(target: URL): Promise<{ url: string; deny: () => vo
 }
 
 test("a gpu worker the store refuses mid-run exits 3 with one line, and its shards are retried on the healthy worker: the run completes", { skip, timeout: 300_000 }, async () => {
+  // The previous test's worker (role all, its S3 gone) polls the same queues: it must not take
+  // this run's workflow tasks (the start of a run is a local activity of whichever coordinator).
+  await worker?.kill("SIGKILL");
+  worker = undefined;
   const s3 = await startS3Server();
   const proxy = await refusingProxy(new URL(s3.env().AWS_ENDPOINT_URL_S3!));
   const base = { TEMPORAL_ADDRESS: server!.address, TEMPORAL_NAMESPACE: server!.namespace, METATRAIN_STORE: `s3://${s3.bucket}/refused`, ...s3.env(), METATRAIN_BACKEND: "cpu" };
