@@ -300,12 +300,32 @@ function activityProxies(config: RunConfig) {
   };
 }
 
+/** The changes to this workflow that `patched` guards, so histories begun before them replay. */
+type PatchId = "local-start-activities" | "local-outer-step" | "adaptive-heartbeat";
+const PATCH_IDS: readonly PatchId[] = ["local-start-activities", "local-outer-step", "adaptive-heartbeat"];
+
+/**
+ * Every patch decided in the execution's first activation, before anything awaits. A `patched`
+ * call made after an await, on replay, answers false unless the SDK has already announced that
+ * patch's marker, and it announces the markers of one workflow task at a time. When a local
+ * activity finished just as the SDK sent a workflow-task heartbeat, its marker went out with the
+ * first task and the code after it ran in the next: a coordinator taking over such a run replayed
+ * past a marker the code did not ask for (nondeterminism, CI 2026-12-07). Deciding them all first
+ * puts every marker in the first task's commands. Histories begun before this change (no
+ * "patches-first" marker) keep deciding each patch where they used to.
+ */
+function patchDecisions(): (id: PatchId) => boolean {
+  if (!patched("patches-first")) return (id) => patched(id);
+  const decided = new Map(PATCH_IDS.map((id) => [id, patched(id)] as const));
+  return (id) => decided.get(id)!;
+}
+
 /**
  * The per-iteration coordinator steps (outer step, checkpoint): local activities when the config
- * asks for them, except in a history begun before they existed (`patched` keeps its replay intact).
+ * asks for them, except in a history begun before they existed.
  */
-function iterationProxies(config: RunConfig, acts: ReturnType<typeof activityProxies>): MetaTrainingActivities {
-  return config.localOuterStep && patched("local-outer-step") ? acts.local : acts.coordinator;
+function iterationProxies(config: RunConfig, acts: ReturnType<typeof activityProxies>, patch: (id: PatchId) => boolean): MetaTrainingActivities {
+  return config.localOuterStep && patch("local-outer-step") ? acts.local : acts.coordinator;
 }
 
 /**
@@ -314,8 +334,8 @@ function iterationProxies(config: RunConfig, acts: ReturnType<typeof activityPro
  * writes, reads), not the coordinator start-to-close timeout (600 s by default) that a task lost
  * on a dead worker waits for. Histories begun before keep the activity.
  */
-function startProxy(acts: ReturnType<typeof activityProxies>): MetaTrainingActivities {
-  return patched("local-start-activities") ? acts.local : acts.coordinator;
+function startProxy(acts: ReturnType<typeof activityProxies>, patch: (id: PatchId) => boolean): MetaTrainingActivities {
+  return patch("local-start-activities") ? acts.local : acts.coordinator;
 }
 
 /**
@@ -339,6 +359,7 @@ export async function metaTrainingWorkflow(input: MetaTrainingInput): Promise<Me
 }
 
 async function metaTraining(input: MetaTrainingInput): Promise<MetaTrainingResult> {
+  const patch = patchDecisions();
   const { runId } = input;
   if (typeof runId !== "string" || runId === "") throw invalidConfig(["runId: give the run an id"]);
 
@@ -404,7 +425,7 @@ async function metaTraining(input: MetaTrainingInput): Promise<MetaTrainingResul
       const resumeFrom = input.resumeFrom;
       let manifest: LoadCheckpointOutput;
       try {
-        manifest = await startProxy(activityProxies(config ?? parseOrchestration({}))).loadCheckpoint({ key: resumeFrom, requested: config ?? null, runId });
+        manifest = await startProxy(activityProxies(config ?? parseOrchestration({})), patch).loadCheckpoint({ key: resumeFrom, requested: config ?? null, runId });
       } catch (e) {
         if (isCancellation(e)) throw e;
         throw stepFailed(`loading checkpoint "${resumeFrom}"`, e, STEP_FAILED);
@@ -433,7 +454,7 @@ async function metaTraining(input: MetaTrainingInput): Promise<MetaTrainingResul
       const cfg = config!;
       let keys;
       try {
-        keys = await startProxy(activityProxies(cfg)).initRun({ runId, config: cfg });
+        keys = await startProxy(activityProxies(cfg), patch).initRun({ runId, config: cfg });
       } catch (e) {
         if (isCancellation(e)) throw e;
         throw stepFailed("initialising the run (initRun)", e, STEP_FAILED);
@@ -444,11 +465,11 @@ async function metaTraining(input: MetaTrainingInput): Promise<MetaTrainingResul
   const cfg: RunConfig = config!;
   const s: MetaTrainingState = state;
   const acts = activityProxies(cfg);
-  const perIteration = iterationProxies(cfg, acts);
+  const perIteration = iterationProxies(cfg, acts, patch);
   const startIteration = s.iteration;
   const shardCount = shardPlan(cfg).length;
   // Heartbeat timeouts sized from the shards' own silences; histories begun before keep the fixed one.
-  const adaptiveHeartbeat = patched("adaptive-heartbeat");
+  const adaptiveHeartbeat = patch("adaptive-heartbeat");
   const shardProxies = new Map<number, MetaTrainingActivities>();
   /** The shard activity as the next shard should be scheduled. */
   const shards = (): MetaTrainingActivities => {

@@ -31,6 +31,8 @@ import {
   setMetaLrUpdate,
   type ShardOutcome,
 } from "../../workflows/meta-training.js";
+import { orchestrationFloorWorkflow } from "../../workflows/floor.js";
+import { floorActivities } from "../../activities/floor.js";
 import { openStore, type BlobStore } from "../../storage/blobstore.js";
 import { ENVELOPE_HEADER_BYTES, openBlob } from "../../storage/envelope.js";
 import type { S3BlobStore } from "../../storage/s3-store.js";
@@ -127,6 +129,36 @@ async function waitUntil(pred: () => boolean, what: string, timeoutMs = 30_000):
   }
 }
 
+/**
+ * A copy of `history` with event `from` moved to just before event `to` (indexes), event ids
+ * renumbered and every `…EventId` reference rewritten: a history shape a timing race produces.
+ */
+function withEventMovedBefore<H extends { events?: object[] | null }>(history: H, from: number, to: number): H {
+  type Int64 = { toNumber(): number; constructor: { fromNumber(n: number): Int64 } };
+  const isInt64 = (v: unknown): v is Int64 => typeof (v as Int64 | null)?.toNumber === "function";
+  // A deep copy that keeps int64 values (Long) and byte arrays as they are.
+  const copy = (v: unknown): unknown =>
+    v === null || typeof v !== "object" || isInt64(v) || ArrayBuffer.isView(v) ? v : Array.isArray(v) ? v.map(copy) : Object.fromEntries(Object.entries(v).map(([k, x]) => [k, copy(x)]));
+  const events = copy(history.events ?? []) as Record<string, unknown>[];
+  const [moved] = events.splice(from, 1);
+  events.splice(to, 0, moved!);
+  const newId = new Map(events.map((e, i) => [(e.eventId as Int64).toNumber(), i + 1]));
+  const rewrite = (o: unknown): void => {
+    if (o === null || typeof o !== "object" || isInt64(o) || ArrayBuffer.isView(o)) return;
+    const r = o as Record<string, unknown>;
+    for (const [k, v] of Object.entries(r)) {
+      if (/(^e|E)ventId$/.test(k) && isInt64(v) && newId.has(v.toNumber())) r[k] = v.constructor.fromNumber(newId.get(v.toNumber())!);
+      else rewrite(v);
+    }
+  };
+  rewrite(events);
+  // The moved event was written by the workflow task completed just before its new place.
+  const completedBefore = events.slice(0, to).filter((e) => e.workflowTaskCompletedEventAttributes != null).at(-1);
+  const attrs = moved!.markerRecordedEventAttributes as { workflowTaskCompletedEventId?: unknown } | undefined;
+  if (attrs && completedBefore) attrs.workflowTaskCompletedEventId = completedBefore.eventId;
+  return { ...history, events };
+}
+
 describe("workflow logic on Temporal with stand-in activities", {
   skip: process.env.TEMPORAL_ADDRESS ? "TEMPORAL_ADDRESS is set: stand-in workers would compete with real ones on that server" : skipUnlessTemporal(),
 }, () => {
@@ -152,8 +184,13 @@ describe("workflow logic on Temporal with stand-in activities", {
     backend: "stand-in",
     seconds: 0,
   });
+  /** Per-test delay of the stand-in initRun (ms); 0: at once. */
+  let initRunDelayMs = 0;
   const activities: MetaTrainingActivities = {
-    initRun: async () => ({ paramsKey: "p/0", optimKey: "o/0" }),
+    initRun: async () => {
+      if (initRunDelayMs > 0) await sleepMs(initRunDelayMs);
+      return { paramsKey: "p/0", optimKey: "o/0" };
+    },
     runShard: async (input) => {
       shardRuns.push(input);
       inFlight++;
@@ -198,7 +235,7 @@ describe("workflow logic on Temporal with stand-in activities", {
     connection = await Connection.connect({ address: temporal.address });
     client = new Client({ connection, namespace: temporal.namespace });
     // The workflow reports to metrics sinks: register no-op ones (an unregistered sink logs an error per call).
-    const common = { connection: nativeConnection, namespace: temporal.namespace, activities, sinks: metricsSinks(noopMetrics) };
+    const common = { connection: nativeConnection, namespace: temporal.namespace, activities: { ...activities, ...floorActivities() }, sinks: metricsSinks(noopMetrics) };
     workers = [
       await Worker.create({ ...common, taskQueue: TASK_QUEUES.coordinator, workflowBundle: await workflowBundle() }),
       await Worker.create({ ...common, taskQueue: TASK_QUEUES.gpu, maxConcurrentActivityTaskExecutions: 3_000 }),
@@ -326,6 +363,51 @@ describe("workflow logic on Temporal with stand-in activities", {
       assert.equal(shardRuns.filter((x) => x.shardIndex === 0).length, 1 + MAX_SHARD_RECOMPUTES);
     } finally {
       outerBehaviour = undefined;
+    }
+  });
+
+  // The benchmarks' yardstick (bench/orchestration.ts): 3 rounds of 5 no-ops, continuing as new
+  // after 2 rounds, is 2 executions holding 2 × 5 and 1 × 5 completed no-ops, and returns 3.
+  test("the orchestration floor fans out its no-ops round after round, across continue-as-new", { timeout: 2 * MINUTE }, async () => {
+    const workflowId = "floor";
+    const done = await client.workflow.execute(orchestrationFloorWorkflow, { taskQueue: TASK_QUEUES.coordinator, workflowId, args: [{ rounds: 3, shards: 5, activityMs: 5, continueAsNewEvery: 2 }] });
+    assert.equal(done, 3);
+    const perExecution: number[] = [];
+    for await (const w of client.workflow.list({ query: `WorkflowId = "${workflowId}"` })) {
+      const events = (await client.workflow.getHandle(workflowId, w.runId).fetchHistory()).events ?? [];
+      perExecution.push(events.filter((e) => e.activityTaskCompletedEventAttributes).length);
+    }
+    assert.deepEqual(perExecution.sort((a, b) => a - b), [5, 10]);
+  });
+
+  // A local activity that outlasts 80% of the workflow-task timeout makes the SDK complete the task
+  // early (a workflow-task heartbeat): the history then holds the patch markers written before the
+  // local activity in one task and those after it in the next. On replay the workflow reaches the
+  // later `patched` calls before the SDK has announced their markers, and a patch decided after an
+  // await answered false: a nondeterminism error for the coordinator that took over the run (CI,
+  // 2026-12-07, (b2)). Every patch is now decided in the workflow's first activation.
+  test("a run whose initRun outlasts the workflow-task heartbeat replays without nondeterminism", { timeout: 2 * MINUTE }, async () => {
+    shardBehaviour = undefined;
+    initRunDelayMs = 2_500; // > 0.8 × the 2 s workflow-task timeout below
+    try {
+      const workflowId = "slow-init";
+      await client.workflow.execute(metaTrainingWorkflow, { taskQueue: TASK_QUEUES.coordinator, workflowId, workflowTaskTimeout: "2s", args: [{ runId: workflowId, config: { ...CONFIG, iterations: 2 } }] });
+      const history = await client.workflow.getHandle(workflowId).fetchHistory();
+      const events = history.events ?? [];
+      const firstTaskDone = events.findIndex((e) => e.workflowTaskCompletedEventAttributes);
+      const initRunMarker = events.findIndex((e) => e.markerRecordedEventAttributes?.markerName === "core_local_activity");
+      assert.ok(firstTaskDone >= 0 && initRunMarker > firstTaskDone, `the slow initRun's marker (event ${initRunMarker}) lands after the first completed workflow task (event ${firstTaskDone})`);
+      const patchMarkers = events.flatMap((e, i) => (e.markerRecordedEventAttributes?.markerName === "core_patch" ? [i] : []));
+      assert.ok(patchMarkers.length >= 4 && patchMarkers.every((i) => i < initRunMarker), `every patch marker (events ${patchMarkers}) is written before initRun's (event ${initRunMarker})`);
+      const bundle = await workflowBundle();
+      const replay = (h: typeof history) => Worker.runReplayHistory({ workflowBundle: bundle, sinks: metricsSinks(noopMetrics) }, h, workflowId);
+      // Throws DeterminismViolationError on a mismatch.
+      await replay(history);
+      // The race the CI run hit: initRun finished just as the SDK sent the heartbeat, so its marker
+      // went out with the first task's commands and the code after it ran in the next task.
+      await replay(withEventMovedBefore(history, initRunMarker, events.findIndex((e, i) => i > firstTaskDone && e.workflowTaskScheduledEventAttributes)));
+    } finally {
+      initRunDelayMs = 0;
     }
   });
 
