@@ -338,7 +338,9 @@ export async function startLocalStack(o: LocalStackOptions = {}): Promise<LocalS
   try {
     const dbFile = join(dir, "temporal.db");
     if (temporal.binary) {
-      const args = ["server", "start-dev", "--ip", ip, "--port", String(port), "--ui-port", String(uiPort), "--db-filename", dbFile, "--log-level", "warn"];
+      // Task-queue fairness on: a sweep's trials carry the sweep's fairness key, so one sweep
+      // cannot starve the other runs on the gpu queue (docs/cli.md, "Fair sharing").
+      const args = ["server", "start-dev", "--ip", ip, "--port", String(port), "--ui-port", String(uiPort), "--db-filename", dbFile, "--log-level", "warn", "--dynamic-config-value", "matching.enableFairness=true"];
       serverLog.write(`# ${new Date().toISOString()} ${temporal.binary} ${args.join(" ")}\n`);
       // Its own process group, so a Ctrl-C in the terminal reaches us first and we stop it in order.
       server = spawn(temporal.binary, args, { cwd: dir, stdio: ["ignore", "pipe", "pipe"], detached: true });

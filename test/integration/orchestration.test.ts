@@ -380,6 +380,54 @@ describe("workflow logic on Temporal with stand-in activities", {
     assert.deepEqual(perExecution.sort((a, b) => a - b), [5, 10]);
   });
 
+  // What a sweep relies on to share the gpu queue (workflows/sweep.ts starts each trial with its
+  // sweep's fairness key; a run's activities inherit its key). On a server with task-queue fairness
+  // on, two runs' rounds of 30 shards wait on one gpu slot, run A's all queued first: served FIFO,
+  // B's first shard would run 31st; served fairly by key, B gets about every second dispatch.
+  test("with task-queue fairness on, a run's shards inherit its fairness key: two runs queued on one gpu slot take turns", { timeout: 3 * MINUTE }, async () => {
+    const fair = await startTemporalServer({ persistence: "memory", dynamicConfig: { "matching.enableFairness": true } });
+    const conn = await NativeConnection.connect({ address: fair.address });
+    const clientConn = await Connection.connect({ address: fair.address });
+    const fairClient = new Client({ connection: clientConn, namespace: fair.namespace });
+    const common = { connection: conn, namespace: fair.namespace, activities, sinks: metricsSinks(noopMetrics) };
+    const started: Worker[] = [];
+    const runs: Promise<unknown>[] = [];
+    const startWorker = async (options: Parameters<typeof Worker.create>[0]) => {
+      const w = await Worker.create(options);
+      started.push(w);
+      runs.push(w.run());
+    };
+    shardBehaviour = async (input) => (await sleepMs(5), okShard(input));
+    try {
+      await startWorker({ ...common, taskQueue: TASK_QUEUES.coordinator, workflowBundle: await workflowBundle() });
+      const config = { ...CONFIG, metaBatchSize: 30, iterations: 1 };
+      const handles = [];
+      for (const [runId, fairnessKey] of [["fair-a", "sweep-a"], ["fair-b", "run-b"]] as const) {
+        const h = await fairClient.workflow.start(metaTrainingWorkflow, { taskQueue: TASK_QUEUES.coordinator, workflowId: runId, priority: { fairnessKey }, args: [{ runId, config }] });
+        handles.push(h);
+        // Its whole round queued before the next run starts (no gpu worker polls yet).
+        for (let t = 0; ((await h.describe()).raw.pendingActivities ?? []).length < 30; t++) {
+          if (t > 200) assert.fail(`${runId}: its 30 shards were not all scheduled within 20 s`);
+          await sleepMs(100);
+        }
+      }
+      shardRuns.length = 0;
+      await startWorker({ ...common, taskQueue: TASK_QUEUES.gpu, maxConcurrentActivityTaskExecutions: 1 });
+      await Promise.all(handles.map((h) => h.result()));
+      const order = shardRuns.map((r) => (r.runId === "fair-a" ? "a" : "b")).join("");
+      console.log(`# dispatch order on one slot: ${order}`);
+      const bInFirstTen = [...order.slice(0, 10)].filter((c) => c === "b").length;
+      assert.ok(bInFirstTen >= 3, `run B got ${bInFirstTen} of the first 10 dispatches (order ${order}): fairness keys not honoured`);
+    } finally {
+      shardBehaviour = undefined;
+      for (const w of started) if (w.getState() === "RUNNING") w.shutdown();
+      await Promise.all(runs).catch(() => undefined);
+      await conn.close().catch(() => undefined);
+      await clientConn.close().catch(() => undefined);
+      await fair.stop();
+    }
+  });
+
   // A local activity that outlasts 80% of the workflow-task timeout makes the SDK complete the task
   // early (a workflow-task heartbeat): the history then holds the patch markers written before the
   // local activity in one task and those after it in the next. On replay the workflow reaches the
