@@ -18,6 +18,30 @@ function parseValue(raw: string): Json {
   }
 }
 
+/**
+ * The mapping a YAML/JSON file holds (an empty file: {}), or a CliError (exit 2) that names the
+ * file and what is wrong: unreadable, not YAML, or not a mapping. `what` names the file's kind
+ * ("config file"), `of` what its keys are ("config keys").
+ */
+export function readYamlMapping(file: string, what: string, of: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (e) {
+    throw new CliError(`cannot read ${what} ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, ExitCodes.badInput);
+  }
+  let parsed: unknown;
+  try {
+    parsed = parseYaml(text);
+  } catch (e) {
+    throw new CliError(`${what} ${file} is not valid YAML/JSON: ${(e as Error).message.split("\n")[0]}`, ExitCodes.badInput);
+  }
+  if (parsed !== null && (typeof parsed !== "object" || Array.isArray(parsed))) {
+    throw new CliError(`${what} ${file} must hold a mapping of ${of}`, ExitCodes.badInput);
+  }
+  return (parsed ?? {}) as Record<string, unknown>;
+}
+
 function setPath(obj: Record<string, Json>, path: string[], value: Json): void {
   let o = obj;
   for (const p of path.slice(0, -1)) {
@@ -51,24 +75,7 @@ export function resolveConfig(src: ConfigSources): RunConfig {
     }
     cfg = deepMerge(cfg, structuredClone(p.config) as Record<string, Json>);
   }
-  if (src.file) {
-    let text: string;
-    try {
-      text = readFileSync(src.file, "utf8");
-    } catch (e) {
-      throw new CliError(`cannot read config file ${src.file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, ExitCodes.badInput);
-    }
-    let parsed: unknown;
-    try {
-      parsed = parseYaml(text);
-    } catch (e) {
-      throw new CliError(`config file ${src.file} is not valid YAML/JSON: ${(e as Error).message.split("\n")[0]}`, ExitCodes.badInput);
-    }
-    if (parsed !== null && (typeof parsed !== "object" || Array.isArray(parsed))) {
-      throw new CliError(`config file ${src.file} must hold a mapping of config keys`, ExitCodes.badInput);
-    }
-    cfg = deepMerge(cfg, (parsed ?? {}) as Record<string, Json>);
-  }
+  if (src.file) cfg = deepMerge(cfg, readYamlMapping(src.file, "config file", "config keys") as Record<string, Json>);
   const keys = configKeys();
   for (const kv of src.set ?? []) {
     const eq = kv.indexOf("=");

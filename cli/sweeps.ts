@@ -1,7 +1,5 @@
 // Sweeps from the CLI: a spec from a file and flags (checked trial by trial before anything
 // starts), starting the sweep workflow, and reading where a sweep stands.
-import { readFileSync } from "node:fs";
-import { parse as parseYaml } from "yaml";
 import { WorkflowNotFoundError } from "@temporalio/client";
 import {
   SWEEP_WORKFLOW_TYPE,
@@ -16,10 +14,10 @@ import {
 } from "../contracts/sweep.js";
 import { TASK_QUEUES } from "../contracts/queues.js";
 import { RUN_ID_PATTERN } from "../storage/keys.js";
-import { resolveConfig } from "./config.js";
+import { readYamlMapping, resolveConfig } from "./config.js";
 import { CliError, ExitCodes, nearest } from "./errors.js";
 import { configKeys } from "./schema.js";
-import { temporalError, type TemporalSession } from "./temporal.js";
+import { failureOf, temporalError, type TemporalSession } from "./temporal.js";
 
 /** Trials a sweep may hold: each is at least one child run. */
 export const MAX_TRIALS = 500;
@@ -76,26 +74,14 @@ export function parseRandom(flag: string): SweepParameter {
 const FILE_KEYS = ["preset", "config", "set", "grid", "random", "samples", "eta", "minIterations", "maxIterations", "concurrency", "seed"] as const;
 
 function readSweepFile(file: string): Record<string, unknown> {
-  let text: string;
-  try {
-    text = readFileSync(file, "utf8");
-  } catch (e) {
-    throw new CliError(`cannot read sweep file ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, ExitCodes.badInput);
-  }
-  let parsed: unknown;
-  try {
-    parsed = parseYaml(text);
-  } catch (e) {
-    throw new CliError(`sweep file ${file} is not valid YAML/JSON: ${(e as Error).message.split("\n")[0]}`, ExitCodes.badInput);
-  }
-  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) throw new CliError(`sweep file ${file} must hold a mapping (keys: ${FILE_KEYS.join(", ")})`, ExitCodes.badInput);
+  const parsed = readYamlMapping(file, "sweep file", `keys (${FILE_KEYS.join(", ")})`);
   for (const k of Object.keys(parsed)) {
     if (!(FILE_KEYS as readonly string[]).includes(k)) {
       const near = nearest(k, FILE_KEYS);
       throw new CliError(`unknown sweep file key '${k}'${near ? ` (did you mean '${near}'?)` : ""}`, ExitCodes.badInput, `a sweep file has ${FILE_KEYS.join(", ")}`);
     }
   }
-  return parsed as Record<string, unknown>;
+  return parsed;
 }
 
 /** The spec a user asked for, every trial's config validated as `submit` would. */
@@ -211,11 +197,7 @@ export async function describeSweep(s: TemporalSession, id: string): Promise<Swe
   if (d.status.name === "FAILED") {
     error = await h.result().then(
       () => null,
-      (e: unknown) => {
-        let c: unknown = e;
-        while (c instanceof Error && c.cause) c = c.cause;
-        return c instanceof Error ? c.message : String(c);
-      },
+      (e: unknown) => failureOf(e).message,
     );
   }
   return { ...(progress ?? { sweepId: id, rung: 0, budgets: [], metric: "", trials: [] }), status, error };

@@ -26,6 +26,8 @@ export const ErrorTypes = {
   DataSetLimit: "DataSetLimit",
   /** The worker's TensorFlow.js backend has no kernel for an op the run needs: retrying on it cannot help. */
   KernelNotAvailable: "KernelNotAvailable",
+  /** Every trial of a sweep failed: the message gives the first trial's reason. */
+  SweepFailed: "SweepFailed",
 } as const;
 
 /** Failures that retrying never fixes: activities mark these non-retryable. */
@@ -40,3 +42,12 @@ export const NON_RETRYABLE_ERROR_TYPES: string[] = [
   ErrorTypes.KernelNotAvailable,
   ErrorTypes.DataSetLimit,
 ];
+
+/** The message at the bottom of a chain of causes (an activity's own reason), else `e`'s own. */
+export function innermostMessage(e: unknown): string {
+  let msg = e instanceof Error ? e.message : String(e);
+  for (let c: unknown = e instanceof Error ? e.cause : undefined, depth = 0; c instanceof Error && depth < 20; c = c.cause, depth++) {
+    if (c.message) msg = c.message;
+  }
+  return msg;
+}

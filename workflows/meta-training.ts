@@ -40,7 +40,7 @@ import type {
   TaskMetricsSummary,
 } from "../contracts/activities.js";
 import { InvalidRunConfigError, parseOrchestration, shardPlan, type RunConfigJson as RunConfig } from "../contracts/config.js";
-import { ErrorTypes, NON_RETRYABLE_ERROR_TYPES } from "../contracts/errors.js";
+import { ErrorTypes, NON_RETRYABLE_ERROR_TYPES, innermostMessage } from "../contracts/errors.js";
 import { TASK_QUEUES } from "../contracts/queues.js";
 import { heartbeatTimeoutSeconds, longestSilence } from "./heartbeat.js";
 import type { MetatrainSinks } from "../telemetry/sinks.js";
@@ -222,14 +222,6 @@ function applicationCause(e: unknown): ApplicationFailure | undefined {
     if (c instanceof ApplicationFailure) found = c;
   }
   return found;
-}
-
-function innermostMessage(e: unknown): string {
-  let msg = e instanceof Error ? e.message : String(e);
-  for (let c: unknown = e instanceof Error ? e.cause : undefined, depth = 0; c instanceof Error && depth < 20; c = c.cause, depth++) {
-    if (c.message) msg = c.message;
-  }
-  return msg;
 }
 
 /**

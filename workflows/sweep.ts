@@ -23,10 +23,7 @@ import {
   type SweepResult,
   type TrialStatus,
 } from "../contracts/sweep.js";
-import { ErrorTypes } from "../contracts/errors.js";
-
-/** Failure type of a sweep none of whose trials finished. */
-export const SWEEP_FAILED = "SweepFailed";
+import { ErrorTypes, innermostMessage } from "../contracts/errors.js";
 import type { metaTrainingWorkflow } from "./meta-training.js";
 
 export const sweepProgressQuery = defineQuery<SweepProgress>("sweepProgress");
@@ -37,12 +34,6 @@ function scoreOf(r: MetaTrainingResult): number {
   if (!e) return Number.NaN;
   return e.accuracy ? e.accuracy.mean : -e.loss.mean;
 }
-
-const innermost = (e: unknown): string => {
-  let c: unknown = e;
-  while (c instanceof Error && c.cause) c = c.cause;
-  return c instanceof Error ? c.message : String(c);
-};
 
 export async function sweepWorkflow(input: SweepInput): Promise<SweepResult> {
   const parsed = SweepSpecSchema.safeParse(input?.spec);
@@ -86,7 +77,7 @@ export async function sweepWorkflow(input: SweepInput): Promise<SweepResult> {
         if (isCancellation(e)) throw e;
         t.state = "failed";
         t.scores.push(Number.NaN);
-        t.error = innermost(e);
+        t.error = innermostMessage(e);
         log.warn("trial failed", { sweepId, trial: index, rung, error: t.error });
       }
     };
@@ -111,7 +102,7 @@ export async function sweepWorkflow(input: SweepInput): Promise<SweepResult> {
     const scored = alive.map((index) => ({ index, score: trials[index]!.scores[rung] ?? Number.NaN }));
     if (rung === budgets.length - 1) {
       const [winner] = promote(scored, 1);
-      if (winner === undefined) throw ApplicationFailure.nonRetryable(`every trial of sweep ${sweepId} failed; first: ${trials.find((t) => t.error)?.error ?? "?"}`, SWEEP_FAILED);
+      if (winner === undefined) throw ApplicationFailure.nonRetryable(`every trial of sweep ${sweepId} failed; first: ${trials.find((t) => t.error)?.error ?? "?"}`, ErrorTypes.SweepFailed);
       progress.winner = winner;
       log.info("sweep finished", { sweepId, winner, values: trials[winner]!.values, score: trials[winner]!.scores.at(-1) });
       return { ...progress, winner };
