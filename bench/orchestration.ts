@@ -4,7 +4,7 @@
 //
 //   node --import tsx bench/orchestration.ts [--store s3|file] [--sections overhead,compute,scaling,scale]
 //     [--iterations 12] [--repeats 3] [--shards 1,4,32] [--gpu-slots 4]
-//     [--scaling-slots 1,2,4,8,16] [--scale-shards 5000] [--scale-iterations 1000] [--temporal-db file|memory]
+//     [--scaling-slots 1,2,4,8,16] [--scaling-processes 1] [--scale-shards 5000] [--scale-iterations 1000] [--temporal-db file|memory]
 //
 // The floor is workflows/floor.ts: N no-op activities fanned out on the gpu queue and awaited, round
 // after round, on the same server and workers — what any Temporal workflow of this shape pays.
@@ -18,7 +18,8 @@
 //    (METATRAIN_SIMULATED_TASK_MS): the share of the iteration that is not compute.
 // 3. scaling: 200 ms of simulated compute per task, meta-batch 32 in 16 shards of 2, one gpu
 //    process with 1, 2, 4, 8, 16 activity slots (the machine has 2 cores: concurrency slots, not
-//    processes; the compute is a sleep, so slots scale as processes would). Efficiency T1 / (n·Tn),
+//    processes; the compute is a sleep, so slots scale as processes would; --scaling-processes P
+//    splits the slots over P processes instead). Efficiency T1 / (n·Tn),
 //    for the workflow and for the floor with the same 400 ms no-ops.
 // 4. scale: one round of --scale-shards shards, and a run of --scale-iterations iterations
 //    (continue-as-new every 100): history events and bytes per execution, executions, dispatch rate.
@@ -50,6 +51,8 @@ const gpuSlots = numArg("gpu-slots", 4);
 /** gpu worker processes in the overhead and compute sections (slots are per process). */
 const gpuProcesses = numArg("gpu-processes", 1);
 const scalingSlots = arg("scaling-slots", "1,2,4,8,16").split(",").map(Number);
+/** gpu worker processes in the scaling section: N slots are split evenly over min(N, this) processes. */
+const scalingProcesses = numArg("scaling-processes", 1);
 const scaleShards = numArg("scale-shards", 5000);
 const scaleIterations = numArg("scale-iterations", 1000);
 /** Rounds left out at the start (cold caches, JIT). */
@@ -254,20 +257,22 @@ async function main(): Promise<void> {
       const taskMs = 200;
       const rows = [];
       for (const slots of scalingSlots) {
-        await gpuWorkers(slots, taskMs);
+        const processes = Math.min(slots, scalingProcesses);
+        if (slots % processes !== 0) throw new Error(`--scaling-slots ${slots} does not split evenly over ${processes} processes`);
+        await gpuWorkers(slots / processes, taskMs, processes);
         const f = await floor(shards, Math.max(WARMUP + 3, Math.round(iterations / 2)), taskMs * (META_BATCH / shards));
         const floorRounds = rounds((await executions(f.id))[0]!.events, "noop", shards);
         const t = await training(base(shards, { batchTasks: false, iterations: Math.max(WARMUP + 3, Math.round(iterations / 2)) }));
         const runRounds = rounds((await executions(t.id))[0]!.events, "runShard", shards);
-        rows.push({ slots, floorMsPerRound: floorRounds.msPerRound, msPerIteration: runRounds.msPerRound, betweenRoundsMs: runRounds.betweenRoundsMs, efficiency: 0, floorEfficiency: 0 });
-        log(`scaling ${slots} slots: floor ${floorRounds.msPerRound} · workflow ${runRounds.msPerRound} ms/round`);
+        rows.push({ slots, processes, floorMsPerRound: floorRounds.msPerRound, msPerIteration: runRounds.msPerRound, betweenRoundsMs: runRounds.betweenRoundsMs, efficiency: 0, floorEfficiency: 0 });
+        log(`scaling ${slots} slots in ${processes} process(es): floor ${floorRounds.msPerRound} · workflow ${runRounds.msPerRound} ms/round`);
       }
       for (const row of rows) {
         row.efficiency = Number((rows[0]!.msPerIteration / (row.slots / rows[0]!.slots) / row.msPerIteration).toFixed(3));
         row.floorEfficiency = Number((rows[0]!.floorMsPerRound / (row.slots / rows[0]!.slots) / row.floorMsPerRound).toFixed(3));
       }
       results.scaling = {
-        case: `meta-batch ${META_BATCH} in ${shards} shards of ${META_BATCH / shards}, ${taskMs} ms of simulated compute per task (a sleep); one gpu process with N activity slots; floor: ${shards} no-ops of ${taskMs * (META_BATCH / shards)} ms`,
+        case: `meta-batch ${META_BATCH} in ${shards} shards of ${META_BATCH / shards}, ${taskMs} ms of simulated compute per task (a sleep); N activity slots split over min(N, ${scalingProcesses}) gpu processes; floor: ${shards} no-ops of ${taskMs * (META_BATCH / shards)} ms`,
         ideal16MsPerRound: taskMs * (META_BATCH / shards),
         rows,
       };
@@ -305,7 +310,7 @@ async function main(): Promise<void> {
       };
       log(`scale: ${JSON.stringify(results.scale)}`);
     }
-    record(`orchestration-${storeKind}${temporalDb === "memory" ? "-memdb" : ""}${sections.size < 4 ? `-${[...sections].join("-")}` : ""}`, results);
+    record(`orchestration-${storeKind}${temporalDb === "memory" ? "-memdb" : ""}${sections.size < 4 ? `-${[...sections].join("-")}` : ""}${scalingProcesses > 1 ? `-${scalingProcesses}proc` : ""}`, results);
   } finally {
     await pool.stopAll();
     await connection.close().catch(() => undefined);
