@@ -20,6 +20,20 @@ export function arg(name: string, def: string): string {
 }
 export const numArg = (name: string, def: number): number => Number(arg(name, String(def)));
 
+/** `--temporal-dynamic key=value,key=value`: dev-server dynamic config (values as JSON: numbers, booleans, "strings"). */
+export function temporalDynamicArg(): Record<string, string | number | boolean> {
+  return Object.fromEntries(
+    arg("temporal-dynamic", "")
+      .split(",")
+      .filter(Boolean)
+      .map((kv) => {
+        const eq = kv.indexOf("=");
+        if (eq <= 0) throw new Error(`--temporal-dynamic expects key=value, got '${kv}'`);
+        return [kv.slice(0, eq), JSON.parse(kv.slice(eq + 1)) as string | number | boolean];
+      }),
+  );
+}
+
 export async function setupBackend(): Promise<BackendChoice> {
   const choice = await selectBackend(arg("backend", "auto") as BackendPreference, process.env);
   log(describeBackend(choice));

@@ -4,7 +4,7 @@
 //
 //   node --import tsx bench/orchestration.ts [--store s3|file] [--sections overhead,compute,scaling,scale]
 //     [--iterations 12] [--repeats 3] [--shards 1,4,32] [--gpu-slots 4]
-//     [--scaling-slots 1,2,4,8,16] [--scaling-processes 1] [--scale-shards 5000] [--scale-iterations 1000] [--temporal-db file|memory]
+//     [--scaling-slots 1,2,4,8,16] [--scaling-processes 1] [--scale-shards 5000] [--temporal-dynamic k=v,…] [--scale-iterations 1000] [--temporal-db file|memory]
 //
 // The floor is workflows/floor.ts: N no-op activities fanned out on the gpu queue and awaited, round
 // after round, on the same server and workers — what any Temporal workflow of this shape pays.
@@ -28,7 +28,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Client, Connection } from "@temporalio/client";
 import proto from "@temporalio/proto";
-import { arg, log, machine, median, numArg, record } from "./common.js";
+import { arg, log, machine, median, numArg, record, temporalDynamicArg } from "./common.js";
 import type { RunConfigInput } from "../meta/run-config.js";
 import { TASK_QUEUES } from "../contracts/queues.js";
 import { metaTrainingWorkflow } from "../workflows/meta-training.js";
@@ -43,6 +43,8 @@ type HistoryEvent = proto.temporal.api.history.v1.IHistoryEvent;
 const storeKind = arg("store", "s3");
 /** The dev server's state: "file" (SQLite on disk, as `metatrain dev`) or "memory". */
 const temporalDb = arg("temporal-db", "file") as "file" | "memory";
+/** Dynamic config of the dev server, `--temporal-dynamic key=value,…` (added to the harness's own). */
+const temporalDynamic = temporalDynamicArg();
 const sections = new Set(arg("sections", "overhead,compute,scaling,scale").split(","));
 const iterations = numArg("iterations", 12);
 const repeats = numArg("repeats", 3);
@@ -105,7 +107,7 @@ function rounds(events: HistoryEvent[], type: string, perRound: number) {
 async function main(): Promise<void> {
   let s3: S3TestServer | undefined;
   let fileDir: string | undefined;
-  const temporalServer = await startTemporalServer({ persistence: temporalDb });
+  const temporalServer = await startTemporalServer({ persistence: temporalDb, dynamicConfig: temporalDynamic });
   let storeUri: string;
   let storeEnv: Record<string, string> = {};
   if (storeKind === "s3") {

@@ -10,6 +10,15 @@ import { repoRoot } from "../storage/datasets.js";
 import { temporalMetricsPortFromEnv } from "../telemetry/server.js";
 import { CliError, ExitCodes } from "./errors.js";
 import { isExecutable, pythonScriptsDirs } from "./executables.js";
+
+/**
+ * Dynamic config of the embedded Temporal dev server (docs/deploy.md, "What an iteration costs"):
+ * task-queue fairness on, so a sweep's trials (one fairness key per sweep) cannot starve other runs
+ * on the gpu queue; and the history service's transfer-queue reads not rate-limited to the default,
+ * which held every round of a run to ≥ 100 ms (two reads a round; measured: the orchestration floor
+ * at 1 shard went from 100 to 15 ms a round, bench/RESULTS.md).
+ */
+export const DEV_SERVER_DYNAMIC_CONFIG = ["--dynamic-config-value", "matching.enableFairness=true", "--dynamic-config-value", "history.transferProcessorMaxPollRPS=1000"];
 export { pythonScriptsDirs };
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -338,9 +347,7 @@ export async function startLocalStack(o: LocalStackOptions = {}): Promise<LocalS
   try {
     const dbFile = join(dir, "temporal.db");
     if (temporal.binary) {
-      // Task-queue fairness on: a sweep's trials carry the sweep's fairness key, so one sweep
-      // cannot starve the other runs on the gpu queue (docs/cli.md, "Fair sharing").
-      const args = ["server", "start-dev", "--ip", ip, "--port", String(port), "--ui-port", String(uiPort), "--db-filename", dbFile, "--log-level", "warn", "--dynamic-config-value", "matching.enableFairness=true"];
+      const args = ["server", "start-dev", "--ip", ip, "--port", String(port), "--ui-port", String(uiPort), "--db-filename", dbFile, "--log-level", "warn", ...DEV_SERVER_DYNAMIC_CONFIG];
       serverLog.write(`# ${new Date().toISOString()} ${temporal.binary} ${args.join(" ")}\n`);
       // Its own process group, so a Ctrl-C in the terminal reaches us first and we stop it in order.
       server = spawn(temporal.binary, args, { cwd: dir, stdio: ["ignore", "pipe", "pipe"], detached: true });

@@ -42,7 +42,11 @@ export interface StartTemporalServerOptions {
    * benchmarks that compare the two).
    */
   persistence?: "file" | "memory";
-  /** Dynamic config values for the dev server (`--dynamic-config-value key=value`), e.g. { "matching.enableFairness": true }. */
+  /**
+   * Dynamic config values for the dev server (`--dynamic-config-value key=value`), e.g.
+   * { "matching.enableFairness": true }; added to history.transferProcessorMaxPollRPS 1000, as
+   * `metatrain dev` sets it (give it here to override).
+   */
   dynamicConfig?: Record<string, string | number | boolean>;
 }
 
@@ -155,7 +159,8 @@ export async function startTemporalServer(opts: StartTemporalServerOptions = {})
       ...(opts.persistence === "memory" ? [] : ["--db-filename", dbFile]),
       "--log-level", "error",
       ...(namespace !== "default" ? ["--namespace", namespace] : []),
-      ...Object.entries(opts.dynamicConfig ?? {}).flatMap(([k, v]) => ["--dynamic-config-value", `${k}=${JSON.stringify(v)}`]),
+      // As `metatrain dev` runs it: transfer-queue reads not held to ~10 rounds a second (cli/stack.ts).
+      ...Object.entries({ "history.transferProcessorMaxPollRPS": 1000, ...opts.dynamicConfig }).flatMap(([k, v]) => ["--dynamic-config-value", `${k}=${JSON.stringify(v)}`]),
     ];
     log += `\n# ${binary} ${args.join(" ")}\n`;
     const c = spawnTracked(binary, args, { env: { ...process.env }, cwd: dir });
