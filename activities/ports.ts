@@ -13,6 +13,7 @@ import { encodeRecord, type RecordEntry } from "../storage/record.js";
 import { noopMetrics, type MetricsPort } from "../telemetry/metrics.js";
 import { BuildCache } from "./build.js";
 import { ParamsCache } from "./params-cache.js";
+import type { ResultPrefetch } from "./prefetch.js";
 
 /** What an activity needs from Temporal: heartbeats, the cancellation signal and the attempt number. */
 export interface ActivityContext {
@@ -59,6 +60,11 @@ export interface ActivityDeps {
   onStoreAccessDenied?: { worker: string; report: (e: Error) => void };
   /** This worker's name in the run's record (shard durations per worker). Default the host name. */
   workerName?: string;
+  /**
+   * On a coordinator: shard results read ahead as the workflow reports them (activities/prefetch.ts);
+   * the outer step takes its reads from here first. Unset: the outer step reads every result itself.
+   */
+  prefetch?: ResultPrefetch;
 }
 
 /** The Temporal activity context, adapted to the port. */
@@ -96,6 +102,7 @@ export function activityKit(deps: ActivityDeps) {
   const simulatedTaskMs = deps.simulatedTaskMs ?? 0;
   const workerName = deps.workerName ?? hostname();
   const metrics = deps.metrics ?? noopMetrics;
+  const prefetch = deps.prefetch;
   const builds = new BuildCache();
 
 
@@ -170,5 +177,5 @@ export function activityKit(deps: ActivityDeps) {
     await store.put(key, encodeRecord(entry), { contentType: "application/json" });
   }
 
-  return { store, log, context, backendName, heartbeatIntervalMs, now, simulatedTaskMs, workerName, putRecord, metrics, builds, cache, decodeTensors, readState, rememberState, readJson, putContentAddressed, paramsMeta };
+  return { store, log, context, backendName, heartbeatIntervalMs, now, simulatedTaskMs, workerName, prefetch, putRecord, metrics, builds, cache, decodeTensors, readState, rememberState, readJson, putContentAddressed, paramsMeta };
 }

@@ -41,7 +41,7 @@ export function initRunActivity(kit: ActivityKit) {
 
 /** `outerStep(input)`: the round's update; its outputs are content-addressed, so a retry writes the same keys. */
 export function outerStepActivity(kit: ActivityKit) {
-  const { store, log, metrics, builds, cache, decodeTensors, readState, rememberState, putContentAddressed, paramsMeta, now, putRecord } = kit;
+  const { store, log, metrics, builds, cache, decodeTensors, readState, rememberState, putContentAddressed, paramsMeta, now, putRecord, prefetch } = kit;
   async function outerStep(input: OuterStepInput): Promise<StateKeys> {
     const { runId, iteration, shardKeys, taskCount } = input;
     const started = performance.now();
@@ -57,7 +57,15 @@ export function outerStepActivity(kit: ActivityKit) {
     // path); its errors still surface below, after the shards' (so unusable shards are named first).
     const statePending = readState(input.optimKey);
     statePending.catch(() => undefined);
-    const fetched = await Promise.allSettled(shardKeys.map((k) => store.get(k)));
+    // Results read ahead as their shards completed (on a coordinator) are taken as they are.
+    let readAhead = 0;
+    const fetched = await Promise.allSettled(
+      shardKeys.map((k) => {
+        const ahead = prefetch?.take(k);
+        if (ahead) readAhead++;
+        return ahead ?? store.get(k);
+      }),
+    );
     const shards: Params[] = [];
     let total: Params | undefined;
     let next: Params | undefined;
@@ -119,7 +127,7 @@ export function outerStepActivity(kit: ActivityKit) {
       // The next iteration's shards (on this worker in role `all`) and outer step read these parameters.
       cache.put(pKey, next);
       next = undefined;
-      log("outerStep", { runId, iteration, shards: shardKeys.length, taskCount, lr, paramsKey: pKey });
+      log("outerStep", { runId, iteration, shards: shardKeys.length, readAhead, taskCount, lr, paramsKey: pKey });
       metrics.observeOuterStep({ algorithm: config.algorithm, seconds: secondsSince(started) });
       // The iteration is done once its state is written; the workflow's sink adds the round's losses.
       metrics.setRunProgress({ runId, iteration: iteration + 1, iterations: config.iterations });

@@ -12,6 +12,7 @@ import * as tf from "@tensorflow/tfjs";
 import { DefaultLogger, NativeConnection, Runtime, Worker, type LogLevel, type NativeConnectionOptions, type WorkerOptions } from "@temporalio/worker";
 import { floorActivities } from "../activities/floor.js";
 import { createActivities } from "../activities/index.js";
+import { prefetchSinks, ResultPrefetch } from "../activities/prefetch.js";
 import { TASK_QUEUES } from "../contracts/queues.js";
 import { temporalEnv, TemporalEnvError, type TemporalEnv } from "../contracts/temporal-env.js";
 import { describeBackend, selectBackend } from "../meta/backend.js";
@@ -66,6 +67,7 @@ Environment:
   METATRAIN_METRICS_HOST           bind address of both metrics endpoints, default 0.0.0.0
   METATRAIN_WORKER_NAME            the worker label on every metric series, default the host name
   METATRAIN_STORE_PROBE_SECONDS    how long to retry the start-up store check while the store is unreachable, default 30
+  METATRAIN_RESULT_PREFETCH_MB     coordinator: shard results read ahead for the outer step, at most this many MiB held, default 256; 0 turns it off
   METATRAIN_SIMULATED_TASK_MS      benchmarks only: sleep this long per task after its real work, default 0
 See docs/observability.md for the metrics, the Grafana dashboard and the alerts.`;
 
@@ -93,6 +95,8 @@ export interface WorkerConfig {
   storeProbeSeconds: number;
   /** Benchmarks only: METATRAIN_SIMULATED_TASK_MS, a fixed delay per task standing in for compute. */
   simulatedTaskMs: number;
+  /** METATRAIN_RESULT_PREFETCH_MB (default 256; 0 off): the coordinator's read-ahead of shard results. */
+  resultPrefetchMb: number;
   /** METATRAIN_METRICS_PORT (default 9464; 0 picks a free port). */
   metricsPort: number;
   /** METATRAIN_TEMPORAL_METRICS_PORT (default 9465). */
@@ -182,6 +186,7 @@ export function parseWorkerConfig(argv: readonly string[], env: Env): WorkerConf
     shutdownGraceSeconds: positiveInt(env, "METATRAIN_SHUTDOWN_GRACE_SECONDS", 25, 0),
     gpuShutdownGraceSeconds: positiveInt(env, "METATRAIN_GPU_SHUTDOWN_GRACE_SECONDS", 0, 0),
     simulatedTaskMs: positiveInt(env, "METATRAIN_SIMULATED_TASK_MS", 0, 0),
+    resultPrefetchMb: positiveInt(env, "METATRAIN_RESULT_PREFETCH_MB", 256, 0),
     storeProbeSeconds: positiveInt(env, "METATRAIN_STORE_PROBE_SECONDS", 30, 0),
     logLevel: logLevel as LogLevel,
     metricsPort,
@@ -328,9 +333,13 @@ export async function main(argv: readonly string[], env: Env): Promise<number> {
   }
   say(`connected to Temporal at ${cfg.address} namespace=${cfg.namespace} tls=${cfg.security} store=${store.describe()}`);
 
+  // Every get and put timed and counted by store kind (s3, fs).
+  const timedStore = instrumentStore(store, telemetry.metrics, storeKindOf(cfg.storeUri));
+  // A coordinator reads shard results ahead as the workflow reports them; its local outer step takes them.
+  const prefetch = cfg.role === "gpu" || cfg.resultPrefetchMb === 0 ? undefined : new ResultPrefetch(timedStore, { maxBytes: cfg.resultPrefetchMb * 1024 * 1024 });
   const acts = createActivities({
-    // Every get and put timed and counted by store kind (s3, fs).
-    store: instrumentStore(store, telemetry.metrics, storeKindOf(cfg.storeUri)),
+    store: timedStore,
+    ...(prefetch ? { prefetch } : {}),
     metrics: telemetry.metrics,
     log: activityLog,
     backendName: () => backend.backend,
@@ -400,7 +409,7 @@ export async function main(argv: readonly string[], env: Env): Promise<number> {
         activities: { initRun: acts.initRun, outerStep: acts.outerStep, writeCheckpoint: acts.writeCheckpoint, loadCheckpoint: acts.loadCheckpoint, ...floorActivities() },
         maxConcurrentActivityTaskExecutions: COORDINATOR_ACTIVITY_SLOTS,
         // The workflow reports run progress, evaluations and state through these (not on replay).
-        sinks: metricsSinks(telemetry.metrics),
+        sinks: { ...metricsSinks(telemetry.metrics), ...prefetchSinks(prefetch) },
       });
       workers.push(coordinator);
       watch(coordinator, TASK_QUEUES.coordinator, COORDINATOR_ACTIVITY_SLOTS);

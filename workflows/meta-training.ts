@@ -44,6 +44,7 @@ import { ErrorTypes, NON_RETRYABLE_ERROR_TYPES, innermostMessage } from "../cont
 import { TASK_QUEUES } from "../contracts/queues.js";
 import { heartbeatTimeoutSeconds, longestSilence } from "./heartbeat.js";
 import type { MetatrainSinks } from "../telemetry/sinks.js";
+import type { PrefetchSinks } from "../activities/prefetch.js";
 
 /**
  * Run progress, evaluations and lifecycle state go to the coordinator's metrics through sinks
@@ -51,6 +52,8 @@ import type { MetatrainSinks } from "../telemetry/sinks.js";
  * replay, and that leave nothing in the history (adding or removing one is not a determinism change).
  */
 const { metatrainMetrics } = proxySinks<MetatrainSinks>();
+/** Shard results named to the coordinator as they land, for the local outer step to find read (activities/prefetch.ts). */
+const { metatrainPrefetch } = proxySinks<PrefetchSinks>();
 
 // ---- signals, updates, queries -------------------------------------------------------------------
 
@@ -471,9 +474,12 @@ async function metaTraining(input: MetaTrainingInput): Promise<MetaTrainingResul
     if (!proxy) shardProxies.set(timeout, (proxy = shardProxy(cfg, timeout)));
     return proxy;
   };
-  /** Remember how long a finished shard went without a heartbeat. */
-  const noteSilence = (output: RunShardOutput): void => {
+  // A local outer step runs in this coordinator's process: it can read the results ahead.
+  const readAhead = perIteration === acts.local;
+  /** A shard finished: remember how long it went without a heartbeat, and have its result read ahead. */
+  const shardFinished = (output: RunShardOutput): void => {
     if (adaptiveHeartbeat) s.silentSeconds = longestSilence(s.silentSeconds, output.silentSeconds);
+    if (readAhead) metatrainPrefetch.shardResult(output.resultKey);
   };
 
   /** Where the run stands, with the latest iteration's losses when there are any. */
@@ -561,7 +567,7 @@ async function metaTraining(input: MetaTrainingInput): Promise<MetaTrainingResul
         .then(
           (output) => {
             outcomes[shard.index]!.output = output;
-            noteSilence(output);
+            shardFinished(output);
             succeeded++;
           },
           (error: unknown) => {
@@ -650,7 +656,7 @@ async function metaTraining(input: MetaTrainingInput): Promise<MetaTrainingResul
               `iteration ${iteration}: recomputing shard ${index} (tasks ${shard!.taskStart}–${shard!.taskEnd - 1})`,
               async () => {
                 const output = await shards().runShard({ runId, config: cfg, iteration, shardIndex: index, taskStart: shard!.taskStart, taskEnd: shard!.taskEnd, paramsKey: s.paramsKey });
-                noteSilence(output);
+                shardFinished(output);
                 return output;
               },
               ErrorTypes.TooFewShards,

@@ -39,6 +39,7 @@ import type { S3BlobStore } from "../../storage/s3-store.js";
 import { checkpointManifestKey, checkpointsPrefix, latestCheckpointKey, parseCheckpointManifestKey } from "../../storage/keys.js";
 import { shardResultsUnusable } from "../../activities/errors.js";
 import { metricsSinks, noopMetrics } from "../../telemetry/index.js";
+import { prefetchSinks } from "../../activities/prefetch.js";
 import { useCpu } from "../helpers/tf.js";
 import { SMALL_SINUSOID, assertBitIdentical, latestRun, reference, runProgress, runResult, identityOf, storedParams as storedParamsOf, waitForShardOnWorker, waitRunProgress } from "../helpers/runs.js";
 import { skipUnlessS3Server, startS3Server, type S3TestServer } from "../harness/s3-server.js";
@@ -235,7 +236,7 @@ describe("workflow logic on Temporal with stand-in activities", {
     connection = await Connection.connect({ address: temporal.address });
     client = new Client({ connection, namespace: temporal.namespace });
     // The workflow reports to metrics sinks: register no-op ones (an unregistered sink logs an error per call).
-    const common = { connection: nativeConnection, namespace: temporal.namespace, activities: { ...activities, ...floorActivities() }, sinks: metricsSinks(noopMetrics) };
+    const common = { connection: nativeConnection, namespace: temporal.namespace, activities: { ...activities, ...floorActivities() }, sinks: { ...metricsSinks(noopMetrics), ...prefetchSinks() } };
     workers = [
       await Worker.create({ ...common, taskQueue: TASK_QUEUES.coordinator, workflowBundle: await workflowBundle() }),
       await Worker.create({ ...common, taskQueue: TASK_QUEUES.gpu, maxConcurrentActivityTaskExecutions: 3_000 }),
@@ -389,7 +390,7 @@ describe("workflow logic on Temporal with stand-in activities", {
     const conn = await NativeConnection.connect({ address: fair.address });
     const clientConn = await Connection.connect({ address: fair.address });
     const fairClient = new Client({ connection: clientConn, namespace: fair.namespace });
-    const common = { connection: conn, namespace: fair.namespace, activities, sinks: metricsSinks(noopMetrics) };
+    const common = { connection: conn, namespace: fair.namespace, activities, sinks: { ...metricsSinks(noopMetrics), ...prefetchSinks() } };
     const started: Worker[] = [];
     const runs: Promise<unknown>[] = [];
     const startWorker = async (options: Parameters<typeof Worker.create>[0]) => {
@@ -448,7 +449,7 @@ describe("workflow logic on Temporal with stand-in activities", {
       const patchMarkers = events.flatMap((e, i) => (e.markerRecordedEventAttributes?.markerName === "core_patch" ? [i] : []));
       assert.ok(patchMarkers.length >= 4 && patchMarkers.every((i) => i < initRunMarker), `every patch marker (events ${patchMarkers}) is written before initRun's (event ${initRunMarker})`);
       const bundle = await workflowBundle();
-      const replay = (h: typeof history) => Worker.runReplayHistory({ workflowBundle: bundle, sinks: metricsSinks(noopMetrics) }, h, workflowId);
+      const replay = (h: typeof history) => Worker.runReplayHistory({ workflowBundle: bundle, sinks: { ...metricsSinks(noopMetrics), ...prefetchSinks() } }, h, workflowId);
       // Throws DeterminismViolationError on a mismatch.
       await replay(history);
       // The race the CI run hit: initRun finished just as the SDK sent the heartbeat, so its marker
@@ -643,6 +644,14 @@ describe("meta-training orchestration on Temporal and S3", { skip: skipUnlessTem
       const runs = [];
       for await (const w of client.workflow.list({ query: `WorkflowId = "${runId}"` })) runs.push(w);
       assert.equal(runs.length, 3, `runs of ${runId}: ${runs.map((w) => `${w.runId} ${w.status.name}`).join(", ")}`);
+      // The coordinator read the shard results ahead as they landed (activities/prefetch.ts): its
+      // outer steps found them all there, except where a replay after continue-as-new had none.
+      const shards = Math.ceil(cfg.metaBatchSize / cfg.shardSize);
+      const steps = [...pool.workers.filter((w) => w.role === "coordinator").map((w) => w.log()).join("\n").matchAll(new RegExp(`metatrain outerStep runId=${runId} .*readAhead=(\\d+)`, "g"))];
+      assert.ok(steps.length >= cfg.iterations, `outer steps of ${runId} logged: ${steps.length}`);
+      console.log(`# ${runId}: results read ahead per outer step (of ${shards}): ${steps.map((m) => m[1]).join(",")}`);
+      // The last shard's read can start after the step's own (the sink runs as the step is scheduled).
+      assert.ok(steps.filter((m) => Number(m[1]) >= shards - 1).length >= cfg.iterations - 3, `read-ahead per outer step of ${runId}: ${steps.map((m) => m[1]).join(",")}`);
     }
   }));
 
@@ -725,7 +734,7 @@ describe("meta-training orchestration on Temporal and S3", { skip: skipUnlessTem
       }
     }
     const t0 = performance.now();
-    const replays = Worker.runReplayHistories({ workflowBundle: await workflowBundle(), sinks: metricsSinks(noopMetrics) }, histories);
+    const replays = Worker.runReplayHistories({ workflowBundle: await workflowBundle(), sinks: { ...metricsSinks(noopMetrics), ...prefetchSinks() } }, histories);
     let n = 0;
     for await (const r of replays) {
       assert.equal(r.error, undefined, `replay of ${r.workflowId}: ${String(r.error)}`);
@@ -1050,8 +1059,13 @@ describe("meta-training orchestration on Temporal and S3", { skip: skipUnlessTem
 
   test("(h1) a byte flipped in a shard result at rest before the outer step reads it: that shard is recomputed, the run completes bit-identical", { timeout: 8 * MINUTE }, withLogs(async () => {
     // One gpu worker runs the round's three shards one after another (gpu concurrency 1): the first
-    // result waits on the store for the other two, about 0.6 s, while we damage it.
+    // result waits on the store for the other two, about 0.6 s, while we damage it. The coordinator
+    // reads no result ahead here: a result read ahead is read (and verified) within milliseconds of
+    // its write, and damage after that read is never seen by the step; the step's own read is what
+    // this test damages (the read-ahead path meeting a bad blob is in test/unit/activities.test.ts).
     for (const w of pool.alive("gpu").slice(1)) await w.kill("SIGTERM");
+    for (const w of pool.alive("coordinator")) await w.kill("SIGTERM");
+    await pool.start("coordinator", { extraEnv: { METATRAIN_RESULT_PREFETCH_MB: "0" } });
     const runId = "flip-shard";
     const input: RunConfigInput = { ...HEAVY, metaBatchSize: 12, shardSize: 4, iterations: 6, seed: 81, checkpointEvery: 3, evalEvery: 0, continueAsNewEvery: 1000 };
     const cfg = parseRunConfig(input);
@@ -1091,6 +1105,8 @@ describe("meta-training orchestration on Temporal and S3", { skip: skipUnlessTem
     });
     assert.equal(starts.length, 2, `shard ${shardIndex} of iteration ${TARGET} was scheduled twice (run, then recomputed)`);
     console.log(`# flipped a bit of ${flipped} (iteration ${TARGET}); recomputed, bit-identical`);
+    for (const w of pool.alive("coordinator")) await w.kill("SIGTERM");
+    await pool.ensure("coordinator", 1);
     await pool.ensure("gpu", 2);
   }));
 

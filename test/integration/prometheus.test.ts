@@ -19,6 +19,7 @@ import { DefaultLogger, NativeConnection, Runtime, Worker } from "@temporalio/wo
 import {
   createMetrics, instrumentStore, metricsSinks, startMetricsServer, temporalRuntimeTelemetry, type Metrics, type MetricsServer,
 } from "../../telemetry/index.js";
+import { prefetchSinks } from "../../activities/prefetch.js";
 import {
   assertDashboardQueriesReturnData, dashboardQueries, freePort, runPromtool, skipUnlessPrometheus, startPrometheus, type PrometheusTestServer,
 } from "../harness/prometheus.js";
@@ -228,7 +229,7 @@ describe("a real Prometheus scrapes metatrain and Temporal SDK metrics during a 
       activities: coordActivities,
       workflowsPath,
       bundlerOptions: { webpackConfigHook: (c) => ({ ...c, resolve: { ...c.resolve, modules: [nodeModules, "node_modules"] } }) },
-      sinks: metricsSinks(coordMetrics),
+      sinks: { ...metricsSinks(coordMetrics), ...prefetchSinks() },
       maxConcurrentActivityTaskExecutions: 2,
     });
     gpuMetrics.watchWorker({ taskQueue: "metatrain-gpu", slots: SHARDS, inFlight: () => gpuWorker.getStatus().numInFlightActivities });

@@ -9,6 +9,7 @@ import * as tf from "@tensorflow/tfjs";
 import { ApplicationFailure, CancelledFailure } from "@temporalio/activity";
 import { createActivities, type ActivityDeps, type LatestPointer } from "../../activities/index.js";
 import { ParamsCache } from "../../activities/params-cache.js";
+import { prefetchSinks, ResultPrefetch } from "../../activities/prefetch.js";
 import type { MetaTrainingActivities, ShardResultUnusableDetails, StateKeys } from "../../contracts/activities.js";
 import { shardPlan } from "../../contracts/config.js";
 import { parseRunConfig, type RunConfig, type RunConfigInput } from "../../meta/run-config.js";
@@ -67,6 +68,17 @@ function assertBitIdentical(a: Record<string, Float32Array>, b: Record<string, F
   assert.deepEqual(Object.keys(a), Object.keys(b));
   for (const k of Object.keys(a)) {
     assert.ok(Buffer.from(a[k]!.buffer).equals(Buffer.from(b[k]!.buffer)), `parameter ${k} differs`);
+  }
+}
+
+/** The parameters at `paramsKey` are, bit for bit, the in-process trainer's after `config.iterations` steps. */
+async function assertMatchesTrainer(config: RunConfig, paramsKey: string): Promise<void> {
+  const t = new LocalMetaTrainer(config);
+  try {
+    for (let i = 0; i < config.iterations; i++) await t.step();
+    assertBitIdentical(await storedValues(paramsKey), t.snapshot());
+  } finally {
+    t.dispose();
   }
 }
 
@@ -172,13 +184,7 @@ describe("outer step state reads", () => {
     });
     const keys = await distributedRun(activities({ store: counting }), "state-cache", config);
     assert.deepEqual(optimGets, [], "initRun and each outer step wrote the state the next step reads");
-    const t = new LocalMetaTrainer(config);
-    try {
-      for (let i = 0; i < config.iterations; i++) await t.step();
-      assertBitIdentical(await storedValues(keys.paramsKey), t.snapshot());
-    } finally {
-      t.dispose();
-    }
+    await assertMatchesTrainer(config, keys.paramsKey);
     // Another coordinator (a restart, another pod) has no copy: it reads the blob.
     const fresh = activities({ store: counting });
     const plan = shardPlan(config);
@@ -186,6 +192,102 @@ describe("outer step state reads", () => {
     for (const s of plan) shardKeys.push((await fresh.runShard({ runId: "state-cache", config, iteration: 3, shardIndex: s.index, taskStart: s.taskStart, taskEnd: s.taskEnd, paramsKey: keys.paramsKey })).resultKey);
     await fresh.outerStep({ runId: "state-cache", config: cfg({ ...config, iterations: 4 }), iteration: 3, ...keys, shardKeys, taskCount: 7 });
     assert.deepEqual(optimGets, [keys.optimKey]);
+  });
+});
+
+describe("shard results read ahead (activities/prefetch.ts)", () => {
+  /** A store that logs the shard-result keys read through it. */
+  function countingStore(log: string[]): BlobStore {
+    return Object.assign(Object.create(store) as FsBlobStore, { get: (k: string) => (/\/shard-\d+\.mtt$/.test(k) && log.push(k), store.get(k)) });
+  }
+
+  test("the outer step takes results read ahead as the shards finished: each result read once, none on the step's path, the same parameters bit for bit", async () => {
+    const config = cfg({ metaBatchSize: 7, shardSize: 3, iterations: 3, innerSteps: 2, innerLr: 0.02, seed: 11, task: { family: "sinusoid", shots: 5, queryShots: 5 }, algorithm: "maml", metaLr: 0.01 });
+    const reads: string[] = [];
+    const counting = countingStore(reads);
+    const prefetch = new ResultPrefetch(counting);
+    const acts = activities({ store: counting, prefetch });
+    let keys = await acts.initRun({ runId: "ahead", config });
+    for (let iteration = 0; iteration < config.iterations; iteration++) {
+      const shardKeys: string[] = [];
+      for (const s of shardPlan(config)) {
+        const r = await acts.runShard({ runId: "ahead", config, iteration, shardIndex: s.index, taskStart: s.taskStart, taskEnd: s.taskEnd, paramsKey: keys.paramsKey });
+        // What the workflow's sink does on the coordinator as each shard completes.
+        prefetchSinks(prefetch).metatrainPrefetch.shardResult.fn({} as never, r.resultKey);
+        shardKeys.push(r.resultKey);
+      }
+      await prefetch.settled();
+      const before = reads.length;
+      assert.equal(before, (iteration + 1) * 3, "every result was read ahead, once");
+      keys = await acts.outerStep({ runId: "ahead", config, iteration, ...keys, shardKeys, taskCount: 7 });
+      assert.equal(reads.length, before, "the outer step read no result itself");
+      assert.deepEqual(prefetch.keys(), [], "each read was handed over and forgotten");
+      assert.equal(prefetch.heldBytes(), 0);
+    }
+    await assertMatchesTrainer(config, keys.paramsKey);
+  });
+
+  test("a result that fails verification when read ahead is forgotten: the outer step reads it itself, names it unusable, and after the rerun reads the healed blob", async () => {
+    const reads: string[] = [];
+    const counting = countingStore(reads);
+    const prefetch = new ResultPrefetch(counting);
+    const acts = activities({ store: counting, prefetch });
+    const keys = await acts.initRun({ runId: "ahead-bad", config: small });
+    const plan = shardPlan(small);
+    const shardKeys = [];
+    for (const s of plan) shardKeys.push((await acts.runShard({ runId: "ahead-bad", config: small, iteration: 0, shardIndex: s.index, taskStart: s.taskStart, taskEnd: s.taskEnd, paramsKey: keys.paramsKey })).resultKey);
+    const path = store.pathOf(shardKeys[0]!);
+    const good = readFileSync(path);
+    const bad = Buffer.from(good);
+    bad[bad.length - 10]! ^= 0x01;
+    writeFileSync(path, bad);
+    for (const k of shardKeys) prefetch.start(k);
+    await prefetch.settled();
+    assert.deepEqual(prefetch.keys(), [shardKeys[1]], "the failed read was dropped, the good one kept");
+    const input = { runId: "ahead-bad", config: small, iteration: 0, ...keys, shardKeys, taskCount: 4 };
+    await assert.rejects(acts.outerStep(input), (e: unknown) => {
+      assert.equal((e as ApplicationFailure).type, "ShardResultUnusable");
+      return true;
+    });
+    assert.deepEqual(reads, [shardKeys[0], shardKeys[1], shardKeys[0]], "the step read the dropped result itself, and took the other");
+    // The workflow reruns shard 0 (same bytes as before the damage) and its completion is read ahead again.
+    await acts.runShard({ runId: "ahead-bad", config: small, iteration: 0, shardIndex: 0, taskStart: plan[0]!.taskStart, taskEnd: plan[0]!.taskEnd, paramsKey: keys.paramsKey });
+    prefetch.start(shardKeys[0]!);
+    const next = await acts.outerStep(input);
+    // The retry found only shard 0 read ahead; shard 1's read was handed to the failed step, so it reads that again.
+    assert.deepEqual(reads.slice(3), [shardKeys[0], shardKeys[1]]);
+    const direct = await activities().outerStep(input);
+    assert.equal(next.paramsKey, direct.paramsKey, "the same content address as without read-ahead");
+  });
+
+  test("is bounded by bytes, by entries and by age; a missing blob is not kept", async () => {
+    for (const [i, n] of [100, 100, 100].entries()) await store.put(`runs/b/shards/${i}`, new Uint8Array(n));
+    let now = 0;
+    const p = new ResultPrefetch(store, { maxBytes: 250, maxEntries: 2, ttlMs: 1000, now: () => now });
+    p.start("runs/b/shards/0");
+    p.start("runs/b/shards/1");
+    p.start("runs/b/shards/1"); // already held: no second read
+    await p.settled();
+    assert.deepEqual(p.keys(), ["runs/b/shards/0", "runs/b/shards/1"]);
+    assert.equal(p.heldBytes(), 200);
+    p.start("runs/b/shards/2"); // a third entry: the oldest goes
+    await p.settled();
+    assert.deepEqual(p.keys(), ["runs/b/shards/1", "runs/b/shards/2"]);
+    assert.equal(p.heldBytes(), 200);
+    const tight = new ResultPrefetch(store, { maxBytes: 150 });
+    tight.start("runs/b/shards/0");
+    tight.start("runs/b/shards/1");
+    await tight.settled();
+    assert.deepEqual(tight.keys(), ["runs/b/shards/1"], "over 150 bytes: the older read is dropped");
+    now = 1500; // past the age limit: a new start drops both earlier entries first
+    p.start("runs/b/shards/0");
+    assert.deepEqual(p.keys(), ["runs/b/shards/0"]);
+    p.start("runs/b/missing");
+    await p.settled();
+    assert.equal(p.take("runs/b/missing"), undefined, "a failed read is forgotten; the outer step meets the error itself");
+    assert.ok((await p.take("runs/b/shards/0"))!.byteLength === 100);
+    assert.equal(p.take("runs/b/shards/0"), undefined, "handed over once");
+    assert.equal(prefetchSinks().metatrainPrefetch.shardResult.callDuringReplay, false);
   });
 });
 
