@@ -16,9 +16,18 @@ import { isExecutable, pythonScriptsDirs } from "./executables.js";
  * task-queue fairness on, so a sweep's trials (one fairness key per sweep) cannot starve other runs
  * on the gpu queue; and the history service's transfer-queue reads not rate-limited to the default,
  * which held every round of a run to ≥ 100 ms (two reads a round; measured: the orchestration floor
- * at 1 shard went from 100 to 15 ms a round, bench/RESULTS.md).
+ * at 1 shard went from 100 to 15 ms a round, bench/RESULTS.md). The test harness starts every
+ * server with the same rate limits (fairness only where a test asks for it).
  */
-export const DEV_SERVER_DYNAMIC_CONFIG = ["--dynamic-config-value", "matching.enableFairness=true", "--dynamic-config-value", "history.transferProcessorMaxPollRPS=1000"];
+export const DEV_SERVER_RATE_LIMITS: Readonly<Record<string, number>> = { "history.transferProcessorMaxPollRPS": 1000 };
+export const DEV_SERVER_DYNAMIC_CONFIG_VALUES: Readonly<Record<string, string | number | boolean>> = { "matching.enableFairness": true, ...DEV_SERVER_RATE_LIMITS };
+
+/** `--dynamic-config-value key=value` arguments of `temporal server start-dev`, values as JSON. */
+export function dynamicConfigArgs(values: Readonly<Record<string, string | number | boolean>>): string[] {
+  return Object.entries(values).flatMap(([k, v]) => ["--dynamic-config-value", `${k}=${JSON.stringify(v)}`]);
+}
+
+export const DEV_SERVER_DYNAMIC_CONFIG = dynamicConfigArgs(DEV_SERVER_DYNAMIC_CONFIG_VALUES);
 export { pythonScriptsDirs };
 
 type Env = Readonly<Record<string, string | undefined>>;

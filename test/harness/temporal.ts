@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { Connection } from "@temporalio/client";
 import { exitOf, killChild, spawnTracked } from "./workers.js";
 import { findExecutable } from "../../cli/executables.js";
+import { DEV_SERVER_RATE_LIMITS, dynamicConfigArgs } from "../../cli/stack.js";
 
 /** A Temporal server the tests can use. */
 export interface TemporalTestServer {
@@ -44,8 +45,8 @@ export interface StartTemporalServerOptions {
   persistence?: "file" | "memory";
   /**
    * Dynamic config values for the dev server (`--dynamic-config-value key=value`), e.g.
-   * { "matching.enableFairness": true }; added to history.transferProcessorMaxPollRPS 1000, as
-   * `metatrain dev` sets it (give it here to override).
+   * { "matching.enableFairness": true }; added to DEV_SERVER_RATE_LIMITS (cli/stack.ts), the limits
+   * `metatrain dev` raises (give one here to override it).
    */
   dynamicConfig?: Record<string, string | number | boolean>;
 }
@@ -160,7 +161,7 @@ export async function startTemporalServer(opts: StartTemporalServerOptions = {})
       "--log-level", "error",
       ...(namespace !== "default" ? ["--namespace", namespace] : []),
       // As `metatrain dev` runs it: transfer-queue reads not held to ~10 rounds a second (cli/stack.ts).
-      ...Object.entries({ "history.transferProcessorMaxPollRPS": 1000, ...opts.dynamicConfig }).flatMap(([k, v]) => ["--dynamic-config-value", `${k}=${JSON.stringify(v)}`]),
+      ...dynamicConfigArgs({ ...DEV_SERVER_RATE_LIMITS, ...opts.dynamicConfig }),
     ];
     log += `\n# ${binary} ${args.join(" ")}\n`;
     const c = spawnTracked(binary, args, { env: { ...process.env }, cwd: dir });

@@ -12,7 +12,7 @@ import { ExitCodes } from "../../cli/errors.js";
 import { resolveConfig } from "../../cli/config.js";
 import { configReferenceMarkdown } from "../../cli/schema.js";
 import { parseCheckpointRef, displayStoreUri, latestGoodCheckpoint } from "../../cli/store.js";
-import { acquireDevLock, findTemporalCli } from "../../cli/stack.js";
+import { acquireDevLock, DEV_SERVER_DYNAMIC_CONFIG, findTemporalCli } from "../../cli/stack.js";
 import { pickFreePort } from "../../telemetry/server.js";
 import { layersDiscrepancy, layersModelFor, writeExport } from "../../cli/export-model.js";
 import { SPARK_POINTS, endLines, progressText, sparkline } from "../../cli/watch.js";
@@ -266,6 +266,20 @@ describe("cli: resume-from is checked before a run starts", () => {
     r = await run("resume-from", uri);
     assert.equal(r.code, ExitCodes.badInput, r.err);
     assert.match(r.err, /cannot be resumed from: .*no earlier checkpoint of the run verifies either/s);
+  });
+});
+
+describe("cli: dev's server settings", () => {
+  test("the local Kubernetes overlay starts Temporal with the dynamic config `metatrain dev` uses (fairness, raised rate limits)", () => {
+    assert.deepEqual(DEV_SERVER_DYNAMIC_CONFIG, ["--dynamic-config-value", "matching.enableFairness=true", "--dynamic-config-value", "history.transferProcessorMaxPollRPS=1000"]);
+    const manifest = readFileSync(join(REPO_ROOT, "k8s/overlays/local/temporal.yaml"), "utf8");
+    const args = /args: (\[.*\])/.exec(manifest)?.[1];
+    assert.ok(args, "the overlay's temporal container has an args list");
+    const list = JSON.parse(args) as string[];
+    for (let i = 0; i < DEV_SERVER_DYNAMIC_CONFIG.length; i += 2) {
+      const at = list.indexOf(DEV_SERVER_DYNAMIC_CONFIG[i + 1]!);
+      assert.ok(at > 0 && list[at - 1] === "--dynamic-config-value", `the overlay sets ${DEV_SERVER_DYNAMIC_CONFIG[i + 1]}`);
+    }
   });
 });
 
