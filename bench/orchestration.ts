@@ -4,7 +4,8 @@
 //
 //   node --import tsx bench/orchestration.ts [--store s3|file] [--sections overhead,compute,scaling,scale]
 //     [--iterations 12] [--repeats 3] [--shards 1,4,32] [--gpu-slots 4]
-//     [--scaling-slots 1,2,4,8,16] [--scaling-processes 1] [--scale-shards 5000] [--temporal-dynamic k=v,…] [--scale-iterations 1000] [--temporal-db file|memory]
+//     [--scaling-slots 1,2,4,8,16] [--scaling-processes 1] [--scale-shards 5000] [--scale-iterations 1000]
+//     [--temporal-db file|memory] [--temporal-dynamic k=v,…] [--compare-prefetch]
 //
 // The floor is workflows/floor.ts: N no-op activities fanned out on the gpu queue and awaited, round
 // after round, on the same server and workers — what any Temporal workflow of this shape pays.
@@ -57,6 +58,8 @@ const scalingSlots = arg("scaling-slots", "1,2,4,8,16").split(",").map(Number);
 const scalingProcesses = numArg("scaling-processes", 1);
 const scaleShards = numArg("scale-shards", 5000);
 const scaleIterations = numArg("scale-iterations", 1000);
+/** Also run the local outer step on a coordinator without result read-ahead (METATRAIN_RESULT_PREFETCH_MB=0), in the same repeats. */
+const comparePrefetch = process.argv.includes("--compare-prefetch");
 /** Rounds left out at the start (cold caches, JIT). */
 const WARMUP = 2;
 const META_BATCH = 32;
@@ -69,39 +72,84 @@ const r1 = (x: number): number => Number(x.toFixed(1));
  * msPerRound: median gap between consecutive rounds' first scheduling (steady state, after WARMUP);
  * fanOut: first scheduled → last completed within a round; between: last completed → next round.
  */
-function rounds(events: HistoryEvent[], type: string, perRound: number) {
-  const acts: { scheduledAt: number; completedAt: number }[] = [];
-  const byId = new Map<string, { scheduledAt: number; completedAt: number }>();
+function rounds(events: HistoryEvent[], type: string, perRound: number, floorActivityMs = 0) {
+  type Act = { scheduledAt: number; startedAt: number; completedAt: number; ownMs: number };
+  const acts: Act[] = [];
+  const byId = new Map<string, Act>();
+  const startedAt = new Map<string, number>();
+  /** Workflow tasks: [started, completed] times, in order. */
+  const wfts: [number, number][] = [];
+  let wftStarted = NaN;
   for (const e of events) {
     const at = ms(e.eventTime);
     if (e.activityTaskScheduledEventAttributes?.activityType?.name === type) {
-      const a = { scheduledAt: at, completedAt: NaN };
+      const a = { scheduledAt: at, startedAt: NaN, completedAt: NaN, ownMs: floorActivityMs };
       byId.set(String(e.eventId), a);
       acts.push(a);
+    } else if (e.activityTaskStartedEventAttributes) {
+      startedAt.set(String(e.eventId), at);
     } else if (e.activityTaskCompletedEventAttributes) {
-      const a = byId.get(String(e.activityTaskCompletedEventAttributes.scheduledEventId));
-      if (a) a.completedAt = at;
+      const c = e.activityTaskCompletedEventAttributes;
+      const a = byId.get(String(c.scheduledEventId));
+      if (a) {
+        a.completedAt = at;
+        a.startedAt = startedAt.get(String(c.startedEventId)) ?? NaN;
+        a.ownMs = ownMsOf(c.result?.payloads?.[0]?.data) ?? a.ownMs;
+      }
+    } else if (e.workflowTaskStartedEventAttributes) {
+      wftStarted = at;
+    } else if (e.workflowTaskCompletedEventAttributes) {
+      wfts.push([wftStarted, at]);
     }
   }
   const starts: number[] = [];
   const fanOut: number[] = [];
   const ends: number[] = [];
+  /** Per round, the longest time a shard spent on its own work (as it reports it: compute and store). */
+  const own: number[] = [];
   for (let i = 0; i + perRound <= acts.length; i += perRound) {
     const g = acts.slice(i, i + perRound);
     starts.push(Math.min(...g.map((a) => a.scheduledAt)));
     ends.push(Math.max(...g.map((a) => a.completedAt)));
     fanOut.push(ends.at(-1)! - starts.at(-1)!);
+    own.push(Math.max(...g.map((a) => a.ownMs)));
   }
   const gaps = starts.slice(WARMUP + 1).map((s, i) => s - starts[WARMUP + i]!);
   const between = starts.slice(WARMUP + 1).map((s, i) => s - ends[WARMUP + i]!);
+  // Between rounds, split at the workflow task that schedules the next round: the wait for it to
+  // start (the server's dispatch to the coordinator) and its run (the workflow's code, and the
+  // outer step when that is a local activity).
+  const wftOf = (next: number) => wfts.find(([, done]) => done >= next - 0.5);
+  const steady = acts.filter((_, i) => Math.floor(i / perRound) >= WARMUP);
   return {
     rounds: starts.length,
     msPerRound: r1(median(gaps)),
     fanOutMs: r1(median(fanOut.slice(WARMUP))),
     betweenRoundsMs: r1(median(between)),
+    /** Per activity: scheduled → started (dispatch to the worker), started → completed (its run). */
+    dispatchMs: r1(median(steady.map((a) => a.startedAt - a.scheduledAt))),
+    runMs: r1(median(steady.map((a) => a.completedAt - a.startedAt))),
+    /** Between rounds: last completion → the scheduling workflow task's start, and that task's run. */
+    betweenWaitMs: r1(median(starts.slice(WARMUP + 1).map((s, i) => (wftOf(s)?.[0] ?? NaN) - ends[WARMUP + i]!))),
+    betweenTaskMs: r1(median(starts.slice(WARMUP + 1).map((s) => { const w = wftOf(s); return w ? w[1] - w[0] : NaN; }))),
+    /** A round's longest shard, as that shard timed itself (its inner loops, store reads and write); the floor's: its sleep. */
+    shardOwnMs: r1(median(own.slice(WARMUP))),
+    /** Median over rounds of the gap less the longest shard's own time: what the round spends outside the shards' work. */
+    outsideShardsMs: r1(median(gaps.map((g, i) => g - own[WARMUP + i]!))),
     /** The first round's fan-out (the only one in a one-round run). */
     firstFanOutMs: r1(fanOut[0] ?? NaN),
   };
+}
+
+/** A runShard result's own duration (`seconds`, RunShardOutput), ms; undefined for other payloads. */
+function ownMsOf(data: Uint8Array | null | undefined): number | undefined {
+  if (!data) return undefined;
+  try {
+    const out = JSON.parse(new TextDecoder().decode(data)) as { seconds?: unknown };
+    return typeof out.seconds === "number" ? out.seconds * 1000 : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 async function main(): Promise<void> {
@@ -185,17 +233,34 @@ async function main(): Promise<void> {
     ...extra,
   });
 
+  /** Replace the coordinator process (its environment plus `extraEnv`). */
+  async function coordinator(extraEnv: Record<string, string> = {}): Promise<void> {
+    await Promise.all(pool.alive("coordinator").map((w) => w.kill()));
+    await pool.start("coordinator", { extraEnv });
+  }
+
   /** The floor, the outer step as an activity, and as a local activity: `repeats` times, interleaved. */
   async function sideBySide(shards: number, label: string, extra: Partial<RunConfigInput>, floorMs: number) {
-    const series: Record<"floor" | "activity" | "local", ReturnType<typeof rounds>[]> = { floor: [], activity: [], local: [] };
+    type Variant = "floor" | "activity" | "local" | "localNoPrefetch";
+    const series: Record<Variant, ReturnType<typeof rounds>[]> = { floor: [], activity: [], local: [], localNoPrefetch: [] };
     for (let r = 0; r < repeats; r++) {
       const f = await floor(shards, iterations, floorMs);
-      series.floor.push(rounds((await executions(f.id))[0]!.events, "noop", shards));
+      series.floor.push(rounds((await executions(f.id))[0]!.events, "noop", shards, floorMs));
       for (const [name, local] of [["activity", false], ["local", true]] as const) {
         const t = await training(base(shards, { ...extra, localOuterStep: local }));
         series[name].push(rounds((await executions(t.id))[0]!.events, "runShard", shards));
       }
-      log(`${label} shards ${shards} repeat ${r + 1}: floor ${series.floor.at(-1)!.msPerRound} · activity ${series.activity.at(-1)!.msPerRound} · local ${series.local.at(-1)!.msPerRound} ms/round`);
+      if (comparePrefetch) {
+        await coordinator({ METATRAIN_RESULT_PREFETCH_MB: "0" });
+        const t = await training(base(shards, { ...extra, localOuterStep: true }));
+        series.localNoPrefetch.push(rounds((await executions(t.id))[0]!.events, "runShard", shards));
+        await coordinator();
+      }
+      log(
+        `${label} shards ${shards} repeat ${r + 1}: floor ${series.floor.at(-1)!.msPerRound} · activity ${series.activity.at(-1)!.msPerRound} · local ${series.local.at(-1)!.msPerRound}` +
+          (comparePrefetch ? ` · local without read-ahead ${series.localNoPrefetch.at(-1)!.msPerRound}` : "") +
+          " ms/round",
+      );
     }
     const med = (k: keyof typeof series, f: keyof ReturnType<typeof rounds>) => r1(median(series[k].map((x) => x[f] as number)));
     const row = {
@@ -210,7 +275,15 @@ async function main(): Promise<void> {
       activityBetweenRoundsMs: med("activity", "betweenRoundsMs"),
       localBetweenRoundsMs: med("local", "betweenRoundsMs"),
       localFanOutMs: med("local", "fanOutMs"),
-      repeats: series.floor.map((_, i) => ({ floor: series.floor[i]!.msPerRound, activity: series.activity[i]!.msPerRound, local: series.local[i]!.msPerRound })),
+      /** Where the rounds' time goes (medians): per activity dispatch and run; between rounds, the wait and the workflow task. */
+      ...(comparePrefetch ? { localNoPrefetchMsPerIteration: med("localNoPrefetch", "msPerRound"), localNoPrefetchBetweenRoundsMs: med("localNoPrefetch", "betweenRoundsMs") } : {}),
+      breakdown: Object.fromEntries(
+        (["floor", "activity", "local", ...(comparePrefetch ? (["localNoPrefetch"] as const) : [])] as const).map((k) => [
+          k,
+          { fanOutMs: med(k, "fanOutMs"), dispatchMs: med(k, "dispatchMs"), runMs: med(k, "runMs"), betweenMs: med(k, "betweenRoundsMs"), betweenWaitMs: med(k, "betweenWaitMs"), betweenTaskMs: med(k, "betweenTaskMs"), shardOwnMs: med(k, "shardOwnMs"), outsideShardsMs: med(k, "outsideShardsMs") },
+        ]),
+      ),
+      repeats: series.floor.map((_, i) => ({ floor: series.floor[i]!.msPerRound, activity: series.activity[i]!.msPerRound, local: series.local[i]!.msPerRound, ...(comparePrefetch ? { localNoPrefetch: series.localNoPrefetch[i]!.msPerRound } : {}) })),
     };
     row.activityRatioToFloor = Number((row.activityOuterStepMsPerIteration / row.floorMsPerRound).toFixed(2));
     row.localRatioToFloor = Number((row.localOuterStepMsPerIteration / row.floorMsPerRound).toFixed(2));
@@ -231,7 +304,7 @@ async function main(): Promise<void> {
     note: "2 shared cores: the Temporal dev server (in-memory), the store, one coordinator and one gpu worker process all run on them. Medians over repeats; floor and workflow interleaved within each repeat.",
   };
   try {
-    await pool.start("coordinator");
+    await coordinator();
 
     if (sections.has("overhead")) {
       await gpuWorkers(gpuSlots, 0, gpuProcesses);
@@ -251,6 +324,12 @@ async function main(): Promise<void> {
         orchestrationShareFloor: share(row.floorMsPerRound),
         orchestrationShareActivity: share(row.activityOuterStepMsPerIteration),
         orchestrationShareLocal: share(row.localOuterStepMsPerIteration),
+        // The same iteration split at the shards' own timing: outside them (Temporal's dispatch, the
+        // workflow, the outer step) and, inside the longest one, what is not the simulated 1 s (its
+        // real inner loops, the store read and write, timer overshoot).
+        outsideShardsShareFloor: Number((row.breakdown.floor!.outsideShardsMs / row.floorMsPerRound).toFixed(3)),
+        outsideShardsShareLocal: Number((row.breakdown.local!.outsideShardsMs / row.localOuterStepMsPerIteration).toFixed(3)),
+        shardOwnBeyondComputeMsLocal: r1(row.breakdown.local!.shardOwnMs - 1000),
       };
     }
 
@@ -264,14 +343,32 @@ async function main(): Promise<void> {
         await gpuWorkers(slots / processes, taskMs, processes);
         const f = await floor(shards, Math.max(WARMUP + 3, Math.round(iterations / 2)), taskMs * (META_BATCH / shards));
         const floorRounds = rounds((await executions(f.id))[0]!.events, "noop", shards);
-        const t = await training(base(shards, { batchTasks: false, iterations: Math.max(WARMUP + 3, Math.round(iterations / 2)) }));
+        const config = base(shards, { batchTasks: false, iterations: Math.max(WARMUP + 3, Math.round(iterations / 2)) });
+        const t = await training(config);
         const runRounds = rounds((await executions(t.id))[0]!.events, "runShard", shards);
-        rows.push({ slots, processes, floorMsPerRound: floorRounds.msPerRound, msPerIteration: runRounds.msPerRound, betweenRoundsMs: runRounds.betweenRoundsMs, efficiency: 0, floorEfficiency: 0 });
-        log(`scaling ${slots} slots in ${processes} process(es): floor ${floorRounds.msPerRound} · workflow ${runRounds.msPerRound} ms/round`);
+        let noPrefetch: ReturnType<typeof rounds> | undefined;
+        if (comparePrefetch) {
+          await coordinator({ METATRAIN_RESULT_PREFETCH_MB: "0" });
+          noPrefetch = rounds((await executions((await training(config)).id))[0]!.events, "runShard", shards);
+          await coordinator();
+        }
+        rows.push({
+          slots,
+          processes,
+          floorMsPerRound: floorRounds.msPerRound,
+          msPerIteration: runRounds.msPerRound,
+          betweenRoundsMs: runRounds.betweenRoundsMs,
+          ...(noPrefetch ? { noPrefetchMsPerIteration: noPrefetch.msPerRound, noPrefetchBetweenRoundsMs: noPrefetch.betweenRoundsMs } : {}),
+          efficiency: 0,
+          floorEfficiency: 0,
+          ...(noPrefetch ? { noPrefetchEfficiency: 0 } : {}),
+        });
+        log(`scaling ${slots} slots in ${processes} process(es): floor ${floorRounds.msPerRound} · workflow ${runRounds.msPerRound}${noPrefetch ? ` · without read-ahead ${noPrefetch.msPerRound}` : ""} ms/round`);
       }
       for (const row of rows) {
         row.efficiency = Number((rows[0]!.msPerIteration / (row.slots / rows[0]!.slots) / row.msPerIteration).toFixed(3));
         row.floorEfficiency = Number((rows[0]!.floorMsPerRound / (row.slots / rows[0]!.slots) / row.floorMsPerRound).toFixed(3));
+        if (row.noPrefetchEfficiency !== undefined) row.noPrefetchEfficiency = Number((rows[0]!.noPrefetchMsPerIteration! / (row.slots / rows[0]!.slots) / row.noPrefetchMsPerIteration!).toFixed(3));
       }
       results.scaling = {
         case: `meta-batch ${META_BATCH} in ${shards} shards of ${META_BATCH / shards}, ${taskMs} ms of simulated compute per task (a sleep); N activity slots split over min(N, ${scalingProcesses}) gpu processes; floor: ${shards} no-ops of ${taskMs * (META_BATCH / shards)} ms`,

@@ -5,6 +5,8 @@ import type { RunConfig } from "../meta/run-config.js";
 /**
  * What one more shard costs a meta-iteration in orchestration, ms: the slope of the iteration time
  * from 1 to 32 near-zero-compute shards on the dev server (bench/RESULTS.md, "Orchestration cost").
+ * Re-measured 2026-12-07 with the server's rate limit raised and results read ahead, on S3: 12.1 ms
+ * on a quiet host, 14.7 on a busy one ("Reading shard results ahead").
  */
 export const SHARD_OVERHEAD_MS = 12;
 
