@@ -5,7 +5,7 @@
 //   node --import tsx bench/orchestration.ts [--store s3|file] [--sections overhead,compute,scaling,scale]
 //     [--iterations 12] [--repeats 3] [--shards 1,4,32] [--gpu-slots 4]
 //     [--scaling-slots 1,2,4,8,16] [--scaling-processes 1] [--scale-shards 5000] [--scale-iterations 1000]
-//     [--temporal-db file|memory] [--temporal-dynamic k=v,…] [--compare-prefetch]
+//     [--temporal-db file|memory] [--temporal-dynamic k=v,…] [--compare-prefetch] [--floor-local-step]
 //
 // The floor is workflows/floor.ts: N no-op activities fanned out on the gpu queue and awaited, round
 // after round, on the same server and workers — what any Temporal workflow of this shape pays.
@@ -60,6 +60,8 @@ const scaleShards = numArg("scale-shards", 5000);
 const scaleIterations = numArg("scale-iterations", 1000);
 /** Also run the local outer step on a coordinator without result read-ahead (METATRAIN_RESULT_PREFETCH_MB=0), in the same repeats. */
 const comparePrefetch = process.argv.includes("--compare-prefetch");
+/** Also run the floor with a local no-op activity after each round (Temporal's cost of a local outer step), in the same repeats. */
+const floorLocalStep = process.argv.includes("--floor-local-step");
 /** Rounds left out at the start (cold caches, JIT). */
 const WARMUP = 2;
 const META_BATCH = 32;
@@ -195,13 +197,13 @@ async function main(): Promise<void> {
     return out;
   }
 
-  async function floor(shards: number, rounds_: number, activityMs = 0, continueAsNewEvery?: number) {
+  async function floor(shards: number, rounds_: number, activityMs = 0, continueAsNewEvery?: number, localStep = false) {
     const id = `floor-${++n}`;
     const t0 = performance.now();
     await client.workflow.execute(orchestrationFloorWorkflow, {
       taskQueue: TASK_QUEUES.coordinator,
       workflowId: id,
-      args: [{ rounds: rounds_, shards, activityMs, ...(continueAsNewEvery ? { continueAsNewEvery } : {}) }],
+      args: [{ rounds: rounds_, shards, activityMs, ...(continueAsNewEvery ? { continueAsNewEvery } : {}), ...(localStep ? { localStep } : {}) }],
     });
     return { id, seconds: (performance.now() - t0) / 1000 };
   }
@@ -241,11 +243,15 @@ async function main(): Promise<void> {
 
   /** The floor, the outer step as an activity, and as a local activity: `repeats` times, interleaved. */
   async function sideBySide(shards: number, label: string, extra: Partial<RunConfigInput>, floorMs: number) {
-    type Variant = "floor" | "activity" | "local" | "localNoPrefetch";
-    const series: Record<Variant, ReturnType<typeof rounds>[]> = { floor: [], activity: [], local: [], localNoPrefetch: [] };
+    type Variant = "floor" | "floorLocalStep" | "activity" | "local" | "localNoPrefetch";
+    const series: Record<Variant, ReturnType<typeof rounds>[]> = { floor: [], floorLocalStep: [], activity: [], local: [], localNoPrefetch: [] };
     for (let r = 0; r < repeats; r++) {
       const f = await floor(shards, iterations, floorMs);
       series.floor.push(rounds((await executions(f.id))[0]!.events, "noop", shards, floorMs));
+      if (floorLocalStep) {
+        const fl = await floor(shards, iterations, floorMs, undefined, true);
+        series.floorLocalStep.push(rounds((await executions(fl.id))[0]!.events, "noop", shards, floorMs));
+      }
       for (const [name, local] of [["activity", false], ["local", true]] as const) {
         const t = await training(base(shards, { ...extra, localOuterStep: local }));
         series[name].push(rounds((await executions(t.id))[0]!.events, "runShard", shards));
@@ -259,6 +265,7 @@ async function main(): Promise<void> {
       log(
         `${label} shards ${shards} repeat ${r + 1}: floor ${series.floor.at(-1)!.msPerRound} · activity ${series.activity.at(-1)!.msPerRound} · local ${series.local.at(-1)!.msPerRound}` +
           (comparePrefetch ? ` · local without read-ahead ${series.localNoPrefetch.at(-1)!.msPerRound}` : "") +
+          (floorLocalStep ? ` · floor with a local step ${series.floorLocalStep.at(-1)!.msPerRound}` : "") +
           " ms/round",
       );
     }
@@ -277,8 +284,9 @@ async function main(): Promise<void> {
       localFanOutMs: med("local", "fanOutMs"),
       /** Where the rounds' time goes (medians): per activity dispatch and run; between rounds, the wait and the workflow task. */
       ...(comparePrefetch ? { localNoPrefetchMsPerIteration: med("localNoPrefetch", "msPerRound"), localNoPrefetchBetweenRoundsMs: med("localNoPrefetch", "betweenRoundsMs") } : {}),
+      ...(floorLocalStep ? { floorLocalStepMsPerRound: med("floorLocalStep", "msPerRound"), floorLocalStepBetweenRoundsMs: med("floorLocalStep", "betweenRoundsMs") } : {}),
       breakdown: Object.fromEntries(
-        (["floor", "activity", "local", ...(comparePrefetch ? (["localNoPrefetch"] as const) : [])] as const).map((k) => [
+        (["floor", ...(floorLocalStep ? (["floorLocalStep"] as const) : []), "activity", "local", ...(comparePrefetch ? (["localNoPrefetch"] as const) : [])] as const).map((k) => [
           k,
           { fanOutMs: med(k, "fanOutMs"), dispatchMs: med(k, "dispatchMs"), runMs: med(k, "runMs"), betweenMs: med(k, "betweenRoundsMs"), betweenWaitMs: med(k, "betweenWaitMs"), betweenTaskMs: med(k, "betweenTaskMs"), shardOwnMs: med(k, "shardOwnMs"), outsideShardsMs: med(k, "outsideShardsMs") },
         ]),

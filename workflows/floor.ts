@@ -2,7 +2,7 @@
 // gpu queue and awaits them all, round after round — the shape of a meta-iteration with nothing of
 // ours in it (no store, no tensors, no outer step). bench/orchestration.ts runs it beside the
 // meta-training workflow on the same server and workers, so every figure there is also a ratio to it.
-import { continueAsNew, proxyActivities } from "@temporalio/workflow";
+import { continueAsNew, proxyActivities, proxyLocalActivities } from "@temporalio/workflow";
 import { TASK_QUEUES } from "../contracts/queues.js";
 import { MAX_CONCURRENT_SHARDS } from "./meta-training.js";
 
@@ -23,6 +23,11 @@ export interface FloorInput {
   continueAsNewEvery?: number;
   /** Rounds already done by earlier executions (set by continue-as-new). */
   done?: number;
+  /**
+   * After each round, one no-op as a local activity on the coordinator (default false): Temporal's
+   * cost of the meta-training workflow's local outer step, with nothing of ours in it.
+   */
+  localStep?: boolean;
 }
 
 const { noop } = proxyActivities<FloorActivities>({
@@ -30,6 +35,8 @@ const { noop } = proxyActivities<FloorActivities>({
   startToCloseTimeout: "10 minutes",
   retry: { maximumAttempts: 3 },
 });
+
+const local = proxyLocalActivities<FloorActivities>({ startToCloseTimeout: "1 minute", retry: { maximumAttempts: 3 } });
 
 /**
  * One round: every no-op at once, or — past the server's 2,000 pending activities per execution —
@@ -53,6 +60,7 @@ export async function orchestrationFloorWorkflow(input: FloorInput): Promise<num
   for (let inThisRun = 0; done < input.rounds; done++, inThisRun++) {
     if (inThisRun === every) await continueAsNew<typeof orchestrationFloorWorkflow>({ ...input, done });
     await round(input.shards, input.activityMs ?? 0);
+    if (input.localStep) await local.noop({ ms: 0 });
   }
   return done;
 }

@@ -369,7 +369,7 @@ describe("workflow logic on Temporal with stand-in activities", {
 
   // The benchmarks' yardstick (bench/orchestration.ts): 3 rounds of 5 no-ops, continuing as new
   // after 2 rounds, is 2 executions holding 2 × 5 and 1 × 5 completed no-ops, and returns 3.
-  test("the orchestration floor fans out its no-ops round after round, across continue-as-new", { timeout: 2 * MINUTE }, async () => {
+  test("the orchestration floor fans out its no-ops round after round, across continue-as-new, with or without a local step", { timeout: 2 * MINUTE }, async () => {
     const workflowId = "floor";
     const done = await client.workflow.execute(orchestrationFloorWorkflow, { taskQueue: TASK_QUEUES.coordinator, workflowId, args: [{ rounds: 3, shards: 5, activityMs: 5, continueAsNewEvery: 2 }] });
     assert.equal(done, 3);
@@ -379,6 +379,12 @@ describe("workflow logic on Temporal with stand-in activities", {
       perExecution.push(events.filter((e) => e.activityTaskCompletedEventAttributes).length);
     }
     assert.deepEqual(perExecution.sort((a, b) => a - b), [5, 10]);
+    // With a local step: one local-activity marker after each round, none in the plain floor.
+    const marked = "floor-local-step";
+    assert.equal(await client.workflow.execute(orchestrationFloorWorkflow, { taskQueue: TASK_QUEUES.coordinator, workflowId: marked, args: [{ rounds: 3, shards: 2, localStep: true }] }), 3);
+    const events = (await client.workflow.getHandle(marked).fetchHistory()).events ?? [];
+    assert.equal(events.filter((e) => e.markerRecordedEventAttributes).length, 3);
+    assert.equal(events.filter((e) => e.activityTaskCompletedEventAttributes).length, 6);
   });
 
   // What a sweep relies on to share the gpu queue (workflows/sweep.ts starts each trial with its
