@@ -3,7 +3,7 @@
 import { isAbsolute, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import type { CheckpointManifest } from "../contracts/activities.js";
-import { parseRunConfig, type RunConfig } from "../meta/run-config.js";
+import type { RunConfig } from "../meta/run-config.js";
 import type { Params } from "../meta/params.js";
 import { isStoreError, openStore, type BlobStore } from "../storage/blobstore.js";
 import { RUN_ID_PATTERN, checkpointManifestKey, checkpointsPrefix, latestCheckpointKey, parseCheckpointManifestKey } from "../storage/keys.js";
@@ -143,6 +143,9 @@ export async function loadCheckpoint(arg: string, env: Env = process.env): Promi
     throw new CliError(`${keyUri(ref.storeUri, manifestKey)} is not a metatrain checkpoint manifest`, ExitCodes.badInput, FORMS);
   }
   let config;
+  // Loaded here: the config's parser brings the learner registry, so TensorFlow.js, which a CLI that
+  // only names a store (status, list, report, --help) does not need.
+  const { parseRunConfig } = await import("../meta/run-config.js");
   try {
     config = parseRunConfig(doc.config);
   } catch (e) {

@@ -6,9 +6,9 @@ import { isStoreError } from "../../storage/blobstore.js";
 import { latestCheckpointKey } from "../../storage/keys.js";
 import { readRunHistory } from "../../storage/record.js";
 import { CliError, ExitCodes } from "../errors.js";
-import { renderReport, type ReportRun } from "../report/html.js";
-import { paperFigureFor } from "../report/paper.js";
-import { writeTensorboard } from "../report/tensorboard.js";
+// Rendering (Vega), the paper figures (the learner registry, so TensorFlow.js) and TensorBoard are
+// imported when the command runs: `metatrain --help` and every other command start without them.
+import type { ReportRun } from "../report/html.js";
 import { displayStoreUri, openCliStore, parseCheckpointRef, storeCliError } from "../store.js";
 
 export function registerReport(program: Command): void {
@@ -26,6 +26,7 @@ export function registerReport(program: Command): void {
       if (opts.out === undefined && opts.tensorboard === undefined) {
         throw new CliError("report needs --out <file.html>, --tensorboard <dir>, or both", ExitCodes.badInput, "e.g. metatrain report <run> --out report.html");
       }
+      const [{ renderReport }, { writeTensorboard }] = await Promise.all([import("../report/html.js"), import("../report/tensorboard.js")]);
       const runs: ReportRun[] = [];
       for (const arg of args) runs.push(await readRun(arg));
       const now = new Date();
@@ -72,7 +73,7 @@ async function readRun(arg: string): Promise<ReportRun> {
     // A run that has not checkpointed yet has a record but no config to show: the report says so.
     if (!(isStoreError(e) && e.code === "BLOB_NOT_FOUND")) throw storeCliError(e, `cannot read the latest checkpoint of run '${ref.runId}'`);
   }
-  const paper = config === undefined ? undefined : paperFigureFor(config);
+  const paper = config === undefined ? undefined : (await import("../report/paper.js")).paperFigureFor(config);
   return { history, store: where, ...(config === undefined ? {} : { config }), ...(paper ? { paper } : {}) };
 }
 

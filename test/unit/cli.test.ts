@@ -23,6 +23,7 @@ import { conv4, mlp, omniglotMlp, sinusoidMlp } from "../../meta/models.js";
 import { dispose } from "../../meta/params.js";
 import { LEARNERS } from "../../meta/algorithms/registry.js";
 import { REPO_ROOT } from "../harness/workers.js";
+import { forbiddenImports, report as importReport } from "../helpers/imports.js";
 import { useCpu } from "../helpers/tf.js";
 
 /** Run the CLI in this process; returns its exit code and what it wrote. */
@@ -266,6 +267,21 @@ describe("cli: resume-from is checked before a run starts", () => {
     r = await run("resume-from", uri);
     assert.equal(r.code, ExitCodes.badInput, r.err);
     assert.match(r.err, /cannot be resumed from: .*no earlier checkpoint of the run verifies either/s);
+  });
+});
+
+describe("cli: start-up", () => {
+  test("loading the CLI (what `metatrain --help` runs) loads neither TensorFlow.js, Vega, the AWS SDK nor the Temporal worker: commands import those when they run", () => {
+    const heavy = [
+      { test: (s: string) => s.startsWith("@tensorflow/"), why: "TensorFlow.js (~0.4 s to load)" },
+      { test: (s: string) => s === "vega" || s === "vega-lite", why: "Vega (report rendering)" },
+      { test: (s: string) => s.startsWith("@aws-sdk/"), why: "the AWS SDK" },
+      { test: (s: string) => s.startsWith("@temporalio/worker"), why: "the Temporal worker" },
+    ];
+    const entry = [join(REPO_ROOT, "cli/main.ts")];
+    assert.deepEqual(importReport(forbiddenImports(entry, { forbidden: heavy, staticOnly: true })), []);
+    // The walk does reach past cli/main.ts (Node built-ins are imported two files away, by the store), so an empty list above means something.
+    assert.ok(forbiddenImports(entry, { forbidden: [{ test: (s) => s.startsWith("node:"), why: "" }], staticOnly: true }).length > 0);
   });
 });
 
