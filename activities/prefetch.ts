@@ -2,15 +2,8 @@
 // completes (a sink, run after the activation), so the round's outer step finds most of its reads
 // already done instead of starting them all once the last shard is in.
 import type { InjectedSinks } from "@temporalio/worker";
+import type { PrefetchSinks } from "../contracts/activities.js";
 import type { BlobStore } from "../storage/blobstore.js";
-
-/** The sink the workflow calls. Workflow side: `const { metatrainPrefetch } = proxySinks<PrefetchSinks>();`. */
-export type PrefetchSinks = {
-  metatrainPrefetch: {
-    /** A shard's result is written under `key`: start reading it (when the outer step runs here, a local activity). */
-    shardResult(key: string): void;
-  };
-};
 
 export interface ResultPrefetchOptions {
   /** Bytes of read-ahead results kept (default 256 MiB). Beyond it the oldest are dropped: the outer step reads those itself. */

@@ -66,6 +66,18 @@ export interface ShardTiming {
   startedAt: number;
 }
 
+/**
+ * The sink through which the workflow names each finished shard's result to its coordinator, which
+ * reads it ahead for the local outer step (activities/prefetch.ts). Workflow side:
+ * `const { metatrainPrefetch } = proxySinks<PrefetchSinks>();`.
+ */
+export type PrefetchSinks = {
+  metatrainPrefetch: {
+    /** A shard's result is written under `key`: start reading it (when the outer step runs here, a local activity). */
+    shardResult(key: string): void;
+  };
+};
+
 export interface OuterStepInput {
   runId: string;
   config: RunConfig;

@@ -32,6 +32,7 @@ import type {
   MetaTrainingInput,
   MetaTrainingResult,
   MetaTrainingState,
+  PrefetchSinks,
   RunProgress,
   RunShardOutput,
   ShardResultUnusableDetails,
@@ -44,7 +45,6 @@ import { ErrorTypes, NON_RETRYABLE_ERROR_TYPES, innermostMessage } from "../cont
 import { TASK_QUEUES } from "../contracts/queues.js";
 import { heartbeatTimeoutSeconds, longestSilence } from "./heartbeat.js";
 import type { MetatrainSinks } from "../telemetry/sinks.js";
-import type { PrefetchSinks } from "../activities/prefetch.js";
 
 /**
  * Run progress, evaluations and lifecycle state go to the coordinator's metrics through sinks
@@ -52,7 +52,7 @@ import type { PrefetchSinks } from "../activities/prefetch.js";
  * replay, and that leave nothing in the history (adding or removing one is not a determinism change).
  */
 const { metatrainMetrics } = proxySinks<MetatrainSinks>();
-/** Shard results named to the coordinator as they land, for the local outer step to find read (activities/prefetch.ts). */
+/** Shard results named to the coordinator as they land, for the local outer step to find read (contracts/activities.ts, activities/prefetch.ts). */
 const { metatrainPrefetch } = proxySinks<PrefetchSinks>();
 
 // ---- signals, updates, queries -------------------------------------------------------------------
