@@ -92,12 +92,6 @@ export class ResultPrefetch {
     return entry.bytes;
   }
 
-  /** Forget everything (reads in flight finish unobserved). */
-  clear(): void {
-    this.entries.clear();
-    this.bytes = 0;
-  }
-
   private drop(key: string, entry: Entry): void {
     if (this.entries.get(key) !== entry) return;
     this.entries.delete(key);

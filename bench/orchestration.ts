@@ -241,6 +241,16 @@ async function main(): Promise<void> {
     await pool.start("coordinator", { extraEnv });
   }
 
+  /** The rounds of one training run on a coordinator without result read-ahead (then the default coordinator again). */
+  async function withoutReadAhead(config: RunConfigInput, shards: number): Promise<ReturnType<typeof rounds>> {
+    await coordinator({ METATRAIN_RESULT_PREFETCH_MB: "0" });
+    try {
+      return rounds((await executions((await training(config)).id))[0]!.events, "runShard", shards);
+    } finally {
+      await coordinator();
+    }
+  }
+
   /** The floor, the outer step as an activity, and as a local activity: `repeats` times, interleaved. */
   async function sideBySide(shards: number, label: string, extra: Partial<RunConfigInput>, floorMs: number) {
     type Variant = "floor" | "floorLocalStep" | "activity" | "local" | "localNoPrefetch";
@@ -256,12 +266,7 @@ async function main(): Promise<void> {
         const t = await training(base(shards, { ...extra, localOuterStep: local }));
         series[name].push(rounds((await executions(t.id))[0]!.events, "runShard", shards));
       }
-      if (comparePrefetch) {
-        await coordinator({ METATRAIN_RESULT_PREFETCH_MB: "0" });
-        const t = await training(base(shards, { ...extra, localOuterStep: true }));
-        series.localNoPrefetch.push(rounds((await executions(t.id))[0]!.events, "runShard", shards));
-        await coordinator();
-      }
+      if (comparePrefetch) series.localNoPrefetch.push(await withoutReadAhead(base(shards, { ...extra, localOuterStep: true }), shards));
       log(
         `${label} shards ${shards} repeat ${r + 1}: floor ${series.floor.at(-1)!.msPerRound} · activity ${series.activity.at(-1)!.msPerRound} · local ${series.local.at(-1)!.msPerRound}` +
           (comparePrefetch ? ` · local without read-ahead ${series.localNoPrefetch.at(-1)!.msPerRound}` : "") +
@@ -354,12 +359,7 @@ async function main(): Promise<void> {
         const config = base(shards, { batchTasks: false, iterations: Math.max(WARMUP + 3, Math.round(iterations / 2)) });
         const t = await training(config);
         const runRounds = rounds((await executions(t.id))[0]!.events, "runShard", shards);
-        let noPrefetch: ReturnType<typeof rounds> | undefined;
-        if (comparePrefetch) {
-          await coordinator({ METATRAIN_RESULT_PREFETCH_MB: "0" });
-          noPrefetch = rounds((await executions((await training(config)).id))[0]!.events, "runShard", shards);
-          await coordinator();
-        }
+        const noPrefetch = comparePrefetch ? await withoutReadAhead(config, shards) : undefined;
         rows.push({
           slots,
           processes,

@@ -20,7 +20,7 @@ import { isExecutable, pythonScriptsDirs } from "./executables.js";
  * server with the same rate limits (fairness only where a test asks for it).
  */
 export const DEV_SERVER_RATE_LIMITS: Readonly<Record<string, number>> = { "history.transferProcessorMaxPollRPS": 1000 };
-export const DEV_SERVER_DYNAMIC_CONFIG_VALUES: Readonly<Record<string, string | number | boolean>> = { "matching.enableFairness": true, ...DEV_SERVER_RATE_LIMITS };
+const DEV_SERVER_DYNAMIC_CONFIG_VALUES: Readonly<Record<string, string | number | boolean>> = { "matching.enableFairness": true, ...DEV_SERVER_RATE_LIMITS };
 
 /** `--dynamic-config-value key=value` arguments of `temporal server start-dev`, values as JSON. */
 export function dynamicConfigArgs(values: Readonly<Record<string, string | number | boolean>>): string[] {
