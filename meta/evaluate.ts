@@ -2,7 +2,7 @@
 // query loss (and accuracy) is reported as a mean with a 95% confidence interval. `evaluate` is
 // the MAML family's rule (plain SGD fine-tuning from the meta-learned initialisation).
 import * as tf from "@tensorflow/tfjs";
-import { disposeEpisode, episodeOf, sgdStep, supportLoss, type Episode } from "./algorithms/episodes.js";
+import { disposeEpisode, episodeOf, type Episode } from "./algorithms/episodes.js";
 import type { Model } from "./models.js";
 import { names, type Params } from "./params.js";
 import { accuracy, taskLosses } from "./losses.js";
@@ -74,7 +74,12 @@ export async function evaluateWith(
   params: Params,
   o: Omit<EvaluateOptions, "innerLr">,
   adapt: AdaptAndMeasure,
-  opts: { batchable: boolean; batchNorm?: EvaluationResult["batchNorm"] } = { batchable: true },
+  opts: {
+    batchable: boolean;
+    batchNorm?: EvaluationResult["batchNorm"];
+    /** `adapt` steps only by `e.step` (plain SGD on the support set): batched episodes may factor the input kernel. */
+    factorInput?: boolean;
+  } = { batchable: true },
 ): Promise<EvaluationResult> {
   const total = o.tasks ?? 600;
   const split = o.split ?? "test";
@@ -86,7 +91,7 @@ export async function evaluateWith(
   for (let start = 0; start < total; start += batch) {
     const count = Math.min(batch, total - start);
     const tasks = Array.from({ length: count }, (_, j) => family.task(o.seed, split, 0, start + j));
-    const e = episodeOf(tasks, model, family.kind, batch > 1, family.outputs);
+    const e = episodeOf(tasks, model, family.kind, batch > 1, family.outputs, opts.factorInput);
     try {
       tf.tidy(() =>
         adapt(e, params, stepsWanted, (step, out) => {
@@ -127,12 +132,12 @@ export function sgdAdaptation(lr: number, adaptable?: readonly string[]): AdaptA
       if (steps.includes(step)) record(step, e.forward(phi, e.query.x));
       if (step === maxSteps) break;
       // The loss sums per-task means, so each task's gradient is its own.
-      phi = sgdStep(keys, phi, supportLoss(e), lr);
+      phi = e.step(keys, phi, lr);
     }
   };
 }
 
 /** Evaluate `params` on `family` by SGD fine-tuning at `o.innerLr` (the MAML family's test-time rule). */
 export function evaluate(model: Model, family: TaskFamily, params: Params, o: EvaluateOptions): Promise<EvaluationResult> {
-  return evaluateWith(model, family, params, o, sgdAdaptation(o.innerLr));
+  return evaluateWith(model, family, params, o, sgdAdaptation(o.innerLr), { batchable: true, factorInput: true });
 }

@@ -31,8 +31,16 @@ export interface Model {
   /**
    * Optional task-batched forward: `params` carry a leading task dimension T, `x` is
    * [T, n, ...inputShape]; returns [T, n, outputs]. Present only where it is implemented (MLPs).
+   * `inputProduct` ([T, n, units], with `inputKernel`): x·W_t for each task's input kernel, which
+   * the model then uses in place of computing it (and `params[inputKernel]` is not read).
    */
-  forwardBatched?(params: Params, x: tf.Tensor): tf.Tensor;
+  forwardBatched?(params: Params, x: tf.Tensor, inputProduct?: tf.Tensor): tf.Tensor;
+  /**
+   * Optional: the kernel W the model applies to its flattened input only as x·W (an MLP's first
+   * layer), so a batched episode may keep it shared and factor each task's SGD change to it
+   * (meta/algorithms/factored-episode.ts).
+   */
+  readonly inputKernel?: string;
   /**
    * Optional split into a body (features) and a head (the final linear layer), for learners that
    * adapt the head only (ANIL): `forward(p, x)` equals `head(p, body(p, x))`.
@@ -81,12 +89,16 @@ export function mlp(opts: MlpOptions): Model {
   const inputShape = opts.inputShape ?? [sizes[0]!];
   const inFeatures = sizes[0]!;
 
-  function body(params: Params, h: tf.Tensor, batched: boolean, upTo = layers): tf.Tensor {
+  function body(params: Params, h: tf.Tensor, batched: boolean, upTo = layers, inputProduct?: tf.Tensor): tf.Tensor {
     // Unbatched h is [n, features]; batched h is [T, n, features] with weights [T, in, out].
     for (let l = 0; l < upTo; l++) {
-      const w = params[`dense${l}/kernel`]!;
       const b = params[`dense${l}/bias`]!;
-      h = batched ? tf.add(batchMatMul3d(h, w), tf.expandDims(b, 1)) : tf.add(tf.matMul(h, w), b);
+      if (l === 0 && inputProduct) {
+        h = tf.add(inputProduct, tf.expandDims(b, 1));
+      } else {
+        const w = params[`dense${l}/kernel`]!;
+        h = batched ? tf.add(batchMatMul3d(h, w), tf.expandDims(b, 1)) : tf.add(tf.matMul(h, w), b);
+      }
       if (l < layers - 1) {
         if (bn) {
           const g = params[`bn${l}/gamma`]!;
@@ -124,9 +136,10 @@ export function mlp(opts: MlpOptions): Model {
     forward(params: Params, x: tf.Tensor): tf.Tensor {
       return body(params, tf.reshape(x, [x.shape[0]!, inFeatures]), false);
     },
-    forwardBatched(params: Params, x: tf.Tensor): tf.Tensor {
-      return body(params, tf.reshape(x, [x.shape[0]!, x.shape[1]!, inFeatures]), true);
+    forwardBatched(params: Params, x: tf.Tensor, inputProduct?: tf.Tensor): tf.Tensor {
+      return body(params, inputProduct ? x : tf.reshape(x, [x.shape[0]!, x.shape[1]!, inFeatures]), true, layers, inputProduct);
     },
+    inputKernel: "dense0/kernel",
     split: {
       headKeys: [`dense${layers - 1}/kernel`, `dense${layers - 1}/bias`],
       body: (params, x) => body(params, tf.reshape(x, [x.shape[0]!, inFeatures]), false, layers - 1),

@@ -7,6 +7,7 @@ import type { Model } from "../models.js";
 import { addScaled, dispose, fromList, names, type Params } from "../params.js";
 import { accuracy, disposeExamples, stackExamples, taskLoss, taskLosses, toTensors, type ExampleTensors } from "../losses.js";
 import type { Task, TaskKind } from "../tasks/types.js";
+import { factorInputKernel, factoredKernelIn, factoringPays } from "./factored-episode.js";
 import type { ShardHooks, ShardResult, TaskMetrics } from "./types.js";
 
 /**
@@ -55,14 +56,21 @@ export interface Episode {
   /** θ as this episode's forward expects it: unchanged, or tiled to [T, ...]. */
   expand: (theta: Params) => Params;
   forward: (p: Params, x: tf.Tensor) => tf.Tensor;
-  /** Sum a per-task-shaped map over the task axis (identity when unbatched). */
+  /**
+   * Sum a map shaped like this episode's parameters over the task axis (identity when unbatched).
+   * An entry the episode keeps shared across tasks (a factored input kernel) is already that sum.
+   */
   reduce: (p: Params) => Params;
+  /** One SGD step φ ← φ − α∇L_support(φ) over the names in `keys` (Finn et al. eq. 1); other entries pass through. */
+  step: (keys: readonly string[], phi: Params, lr: number) => Params;
+  /** Tensors the episode built for itself beyond its examples, freed with it. */
+  owned?: tf.Tensor[];
   /** The tasks, for learners that need their raw examples (e.g. minibatches). */
   tasks: readonly Task[];
 }
 
 function single(task: Task, model: Model, kind: TaskKind, classes: number): Episode {
-  return {
+  const e: Episode = {
     count: 1,
     kind,
     support: toTensors(task.support, kind, classes),
@@ -70,8 +78,10 @@ function single(task: Task, model: Model, kind: TaskKind, classes: number): Epis
     expand: (t) => t,
     forward: (p, x) => model.forward(p, x),
     reduce: (p) => p,
+    step: (keys, phi, lr) => sgdStep(keys, phi, supportLoss(e), lr),
     tasks: [task],
   };
+  return e;
 }
 
 /** θ tiled to [T, ...] for a task-batched forward. */
@@ -86,7 +96,7 @@ export function tileParams(theta: Params, T: number): Params {
 
 function batched(tasks: readonly Task[], model: Model, kind: TaskKind, classes: number): Episode {
   const T = tasks.length;
-  return {
+  const e: Episode = {
     count: T,
     kind,
     support: stackExamples(tasks.map((t) => t.support), kind, classes),
@@ -98,17 +108,25 @@ function batched(tasks: readonly Task[], model: Model, kind: TaskKind, classes: 
       for (const k of names(p)) out[k] = tf.sum(p[k]!, 0);
       return out;
     },
+    step: (keys, phi, lr) => sgdStep(keys, phi, supportLoss(e), lr),
     tasks,
   };
+  return e;
 }
 
 /**
  * Episode of a task list: batched over a task axis, or the single task (tasks.length must be 1).
  * `classes`: the width of one-hot targets — the task family's ways (default the model's outputs,
- * which is the same for a classifier; an embedding's outputs are its features).
+ * which is the same for a classifier; an embedding's outputs are its features). `factorInput`:
+ * the caller adapts only by `e.step` (plain SGD on the whole support set), so a batched episode may
+ * keep the model's input kernel shared and factor each task's change to it, where that pays
+ * (meta/algorithms/factored-episode.ts).
  */
-export function episodeOf(tasks: readonly Task[], model: Model, kind: TaskKind, asBatch: boolean, classes = model.outputs): Episode {
-  if (asBatch) return batched(tasks, model, kind, classes);
+export function episodeOf(tasks: readonly Task[], model: Model, kind: TaskKind, asBatch: boolean, classes = model.outputs, factorInput = false): Episode {
+  if (asBatch) {
+    const e = batched(tasks, model, kind, classes);
+    return factorInput && factoringPays(model, e.support.x.shape[1]!) ? factorInputKernel(e, model) : e;
+  }
   if (tasks.length !== 1) throw new Error(`an unbatched episode holds one task, got ${tasks.length}`);
   return single(tasks[0]!, model, kind, classes);
 }
@@ -117,6 +135,7 @@ export function episodeOf(tasks: readonly Task[], model: Model, kind: TaskKind, 
 export function disposeEpisode(e: Episode): void {
   disposeExamples(e.support);
   disposeExamples(e.query);
+  if (e.owned) tf.dispose(e.owned);
 }
 
 /** Whether a shard runs batched: asked for, allowed by the learner, and possible for the model. */
@@ -126,6 +145,8 @@ export function canBatch(model: Model, requested: boolean, learnerAllows: boolea
 
 /** One SGD step φ ← φ − α∇L(φ) over the names in `keys` (Finn et al. eq. 1); other entries pass through. */
 export function sgdStep(keys: readonly string[], phi: Params, lossOf: (p: Params) => tf.Scalar, lr: number): Params {
+  const factored = factoredKernelIn(phi, keys);
+  if (factored) throw new Error(`sgdStep: '${factored}' is shared across this episode's tasks, with each task's change factored; step it with the episode's own step (e.step)`);
   const g = tf.grads((...vals: tf.Tensor[]) => lossOf({ ...phi, ...fromList(keys, vals) }))(keys.map((k) => phi[k]!));
   return { ...phi, ...addScaled(fromList(keys, keys.map((k) => phi[k]!)), fromList(keys, g), -lr) };
 }
@@ -213,7 +234,15 @@ export type EpisodeFn = (e: Episode, theta: Params, firstTask: number, hooks: Sh
 export async function runEpisodes(
   theta: Params,
   tasks: readonly Task[],
-  o: { model: Model; kind: TaskKind; batched: boolean; /** One-hot width (the family's ways); default the model's outputs. */ classes?: number },
+  o: {
+    model: Model;
+    kind: TaskKind;
+    batched: boolean;
+    /** One-hot width (the family's ways); default the model's outputs. */
+    classes?: number;
+    /** `fn` adapts only by `e.step`: batched episodes may factor the input kernel (episodeOf). */
+    factorInput?: boolean;
+  },
   fn: EpisodeFn,
   hooks: ShardHooks = {},
 ): Promise<ShardResult> {
@@ -223,7 +252,7 @@ export async function runEpisodes(
   const metrics: TaskMetrics[] = [];
   try {
     for (const gt of groups) {
-      const e = episodeOf(gt, o.model, o.kind, o.batched, o.classes);
+      const e = episodeOf(gt, o.model, o.kind, o.batched, o.classes, o.factorInput);
       let r: { result: Params; metrics: TaskMetrics[] };
       try {
         r = tf.tidy(() => fn(e, theta, metrics.length, hooks) as unknown as tf.TensorContainer) as unknown as typeof r;

@@ -6,7 +6,7 @@ import { registerHigherOrderGradients } from "../gradients.js";
 import { evaluate } from "../evaluate.js";
 import { adam } from "../optimizers.js";
 import { fromList, names } from "../params.js";
-import { abortableSteps, canBatch, queryLoss, runEpisodes, sgdStep, supportLoss, taskMetrics, type EpisodeFn, type QueryReadout } from "./episodes.js";
+import { abortableSteps, canBatch, queryLoss, runEpisodes, taskMetrics, type EpisodeFn, type QueryReadout } from "./episodes.js";
 import { defineLearner, type LearnerSetup, type ShardRunner } from "./learner.js";
 
 /**
@@ -27,7 +27,7 @@ export function mamlEpisode(innerSteps: number, innerLr: number, firstOrder: boo
       const f = (...vals: tf.Tensor[]) => {
         let phi = e.expand(fromList(keys, vals));
         for (let i = 0; i < innerSteps; i++) {
-          phi = sgdStep(keys, phi, supportLoss(e), innerLr);
+          phi = e.step(keys, phi, innerLr);
           if (!steps.step(i)) break;
         }
         return queryLoss(e, phi, post);
@@ -37,20 +37,25 @@ export function mamlEpisode(innerSteps: number, innerLr: number, firstOrder: boo
     } else {
       let phi = thetaE;
       for (let i = 0; i < innerSteps; i++) {
-        phi = sgdStep(keys, phi, supportLoss(e), innerLr);
+        phi = e.step(keys, phi, innerLr);
         if (!steps.step(i)) steps.rethrow();
       }
-      const gq = tf.grads((...vals: tf.Tensor[]) => queryLoss(e, fromList(keys, vals), post))(keys.map((k) => phi[k]!));
+      const adapted = phi;
+      const gq = tf.grads((...vals: tf.Tensor[]) => queryLoss(e, { ...adapted, ...fromList(keys, vals) }, post))(keys.map((k) => adapted[k]!));
       result = e.reduce(fromList(keys, gq));
     }
     return { result, metrics: taskMetrics(e, pre, post) };
   };
 }
 
-/** A shard runner over an episode function, batched over tasks where the model and config allow. */
-export function episodeRunner(s: LearnerSetup, fn: EpisodeFn, learnerBatches: boolean): ShardRunner {
+/**
+ * A shard runner over an episode function, batched over tasks where the model and config allow.
+ * `factorInput`: `fn` adapts only by the episode's own SGD step (`e.step`), so batched episodes may
+ * keep the input kernel factored (meta/algorithms/factored-episode.ts).
+ */
+export function episodeRunner(s: LearnerSetup, fn: EpisodeFn, learnerBatches: boolean, o: { factorInput?: boolean } = {}): ShardRunner {
   const batched = canBatch(s.model, s.config.batchTasks, learnerBatches);
-  return { batched, runShard: (theta, tasks, hooks) => runEpisodes(theta, tasks, { model: s.model, kind: s.train.kind, batched, classes: s.train.outputs }, fn, hooks) };
+  return { batched, runShard: (theta, tasks, hooks) => runEpisodes(theta, tasks, { model: s.model, kind: s.train.kind, batched, classes: s.train.outputs, factorInput: o.factorInput }, fn, hooks) };
 }
 
 export const maml = defineLearner({
@@ -66,7 +71,7 @@ export const maml = defineLearner({
   shardRunner(s) {
     // Second order through conv, pooling and softmax needs gradients tfjs lacks (idempotent).
     registerHigherOrderGradients();
-    return episodeRunner(s, mamlEpisode(s.config.innerSteps, s.config.innerLr, false), true);
+    return episodeRunner(s, mamlEpisode(s.config.innerSteps, s.config.innerLr, false), true, { factorInput: true });
   },
   evaluate: (s, params, o) => evaluate(s.model, s.test, params, { ...o, innerLr: s.config.innerLr }),
   presets: [

@@ -3,48 +3,14 @@
 // differences. These exercise the gradients meta/gradients.ts registers (conv, max-pool, softmax).
 import { test, before } from "node:test";
 import assert from "node:assert/strict";
-import * as tf from "@tensorflow/tfjs";
 import { runnerFor } from "../helpers/learners.js";
 import { conv4, mlp, type Model } from "../../meta/models.js";
-import { dispose, type Params } from "../../meta/params.js";
-import { taskLoss, toTensors } from "../../meta/losses.js";
-import { Rng } from "../../meta/rng.js";
+import { dispose } from "../../meta/params.js";
 import type { Task } from "../../meta/tasks/types.js";
 import { dot, randomDirection, shifted, useCpu } from "../helpers/tf.js";
+import { postLoss, randomTask } from "../helpers/classification.js";
 
 before(useCpu);
-
-/** A random `ways`-way task on [h, w, 1] images: `shots` support and query examples per class. */
-function randomTask(seed: number, ways: number, shots: number, shape: number[]): Task {
-  const rng = new Rng(seed);
-  const set = () => {
-    const n = ways * shots;
-    const size = shape.reduce((a, b) => a * b, 1);
-    const x = new Float32Array(n * size).map(() => rng.next());
-    const y = new Int32Array(n).map((_, i) => i % ways);
-    return { x, xShape: [n, ...shape], y };
-  };
-  return { support: set(), query: set(), seed };
-}
-
-function postLoss(model: Model, theta: Params, task: Task, k: number, lr: number): number {
-  return tf.tidy(() => {
-    const s = toTensors(task.support, "classification", model.outputs);
-    const q = toTensors(task.query, "classification", model.outputs);
-    const keys = Object.keys(theta);
-    let phi = keys.map((n) => theta[n]!);
-    const lossOn = (x: tf.Tensor, y: tf.Tensor) => (...v: tf.Tensor[]) => {
-      const p: Params = {};
-      keys.forEach((n, j) => (p[n] = v[j]!));
-      return taskLoss("classification", model.forward(p, x), y);
-    };
-    for (let i = 0; i < k; i++) {
-      const g = tf.grads(lossOn(s.x, s.y))(phi);
-      phi = phi.map((t, j) => tf.sub(t, tf.mul(g[j]!, lr)));
-    }
-    return lossOn(q.x, q.y)(...phi).dataSync()[0]!;
-  });
-}
 
 /**
  * Relative errors of MAML's and first-order MAML's directional derivatives against central

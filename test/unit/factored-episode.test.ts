@@ -1,0 +1,144 @@
+// The factored input kernel (meta/algorithms/factored-episode.ts): batched MAML, first-order MAML
+// and test-time SGD that keep an MLP's first kernel shared, with each task's change to it as
+// Xsᵀ·V, give what one task at a time gives, to float32 rounding; MAML's second-order
+// meta-gradient through it matches finite differences; nothing leaks.
+import { test, before } from "node:test";
+import assert from "node:assert/strict";
+import * as tf from "@tensorflow/tfjs";
+import { runnerFor } from "../helpers/learners.js";
+import { mlp } from "../../meta/models.js";
+import { dispose, names } from "../../meta/params.js";
+import { disposeEpisode, episodeOf, sgdStep, supportLoss } from "../../meta/algorithms/episodes.js";
+import { factoringPays } from "../../meta/algorithms/factored-episode.js";
+import { evaluate } from "../../meta/evaluate.js";
+import type { Task, TaskFamily } from "../../meta/tasks/types.js";
+import { dot, randomDirection, shifted, useCpu, values } from "../helpers/tf.js";
+import { postLoss, randomTask } from "../helpers/classification.js";
+
+before(useCpu);
+
+// 36 inputs, 5 support rows per task (5-way 1-shot): factoring pays (5 < 36). Batch norm after
+// each hidden layer, as in the Omniglot MLP, so the support and query statistics differ.
+const model = mlp({ sizes: [36, 12, 10, 5], batchNorm: true, inputShape: [6, 6, 1] });
+const tasks: Task[] = [0, 1, 2, 3].map((i) => randomTask(40 + i, 5, 1, [6, 6, 1]));
+
+test("the MLP's batched episodes factor its input kernel where that pays, and only when asked", () => {
+  assert.equal(model.inputKernel, "dense0/kernel");
+  assert.equal(factoringPays(model, 5), true);
+  assert.equal(factoringPays(model, 36), false, "36 support rows: the factor would be as large as the kernel");
+  const theta = model.init(1);
+  const factored = episodeOf(tasks, model, "classification", true, 5, true);
+  const plain = episodeOf(tasks, model, "classification", true, 5, false);
+  const pf = factored.expand(theta);
+  const pp = plain.expand(theta);
+  // Factored: the kernel stays [36, 12], shared; unfactored: tiled to [4, 36, 12].
+  assert.deepEqual(pf["dense0/kernel"]!.shape, [36, 12]);
+  assert.deepEqual(pp["dense0/kernel"]!.shape, [4, 36, 12]);
+  assert.deepEqual(pf["dense1/kernel"]!.shape, [4, 12, 10]);
+  // The generic step refuses a factored kernel, and says what to use instead.
+  assert.throws(() => sgdStep(names(theta), pf, supportLoss(factored), 0.1), /shared across this episode's tasks.*e\.step/);
+  // Before any step both give the same outputs.
+  const a = factored.forward(pf, factored.query.x).dataSync();
+  const b = plain.forward(pp, plain.query.x).dataSync();
+  a.forEach((x, i) => assert.ok(Math.abs(x - b[i]!) <= 1e-5 * (1 + Math.abs(x)), `output ${i}: ${x} vs ${b[i]}`));
+  tf.dispose([...Object.values(pf), ...Object.values(pp)]);
+  disposeEpisode(factored);
+  disposeEpisode(plain);
+  dispose(theta);
+});
+
+test("factored batched MAML and first-order MAML equal one task at a time, to float32 rounding", async () => {
+  const theta = model.init(2);
+  for (const algorithm of ["maml", "fomaml"] as const) {
+    const one = runnerFor({ algorithm, model, kind: "classification", innerSteps: 3, innerLr: 0.4 });
+    const many = runnerFor({ algorithm, model, kind: "classification", innerSteps: 3, innerLr: 0.4, batchTasks: true });
+    assert.equal(many.batched, true);
+    const before = tf.memory().numTensors;
+    const a = await one.runShard(theta, tasks);
+    const b = await many.runShard(theta, tasks);
+    // The two results are the only tensors left (one per parameter each): the episode's Gram
+    // matrices, flattened inputs and factors are freed.
+    assert.equal(tf.memory().numTensors, before + 2 * names(theta).length, `${algorithm} leaked`);
+    const va = values(a.sum);
+    const vb = values(b.sum);
+    // Tolerance: the factored products sum in another order (Xs·W + (Xs·Xsᵀ)·V rather than Xs·W_t),
+    // so each value moves by float32 rounding of terms of size |W|·|x| ~ 1, amplified through
+    // three steps at α = 0.4 and a second backward pass: 1e-4 relative, as for the other batched paths.
+    for (const n of Object.keys(va)) {
+      va[n]!.forEach((x, i) => assert.ok(Math.abs(x - vb[n]![i]!) <= 1e-4 * (1 + Math.abs(x)), `${algorithm} ${n}[${i}]: ${x} vs ${vb[n]![i]}`));
+    }
+    a.metrics.forEach((m, i) => {
+      assert.ok(Math.abs(m.postLoss - b.metrics[i]!.postLoss) < 1e-4 * (1 + m.postLoss), `${algorithm} task ${i} post-loss`);
+      assert.equal(m.postAccuracy, b.metrics[i]!.postAccuracy);
+    });
+    dispose(a.sum, b.sum);
+  }
+  dispose(theta);
+});
+
+test("MAML's meta-gradient through the factored kernel matches finite differences, and first order does not", async () => {
+  // The shard's loss is Σ_t L_query,t(θ after k steps on task t), so its directional derivative
+  // along v is Σ_t (postLoss_t(θ + εv) − postLoss_t(θ − εv)) / 2ε, each postLoss computed one task
+  // at a time with the unbatched forward (no factoring). The setup of maml-classification.test.ts's
+  // MLP test (3-way 2-shot on 8×8, 6 support rows < 64 inputs), two tasks. The post-adaptation loss
+  // is discontinuous where a support pre-activation crosses 0 (ReLU's derivative jumps, so the inner
+  // step does): ε = 5e-4 keeps most directions clear of that, and one of four may cross. Rounding:
+  // a float32 loss of ~1 is good to ~1e-7, i.e. ~2e-4 in the quotient, under 2e-2 of a scale ≥ 5e-2.
+  const fdModel = mlp({ sizes: [64, 32, 16, 3], batchNorm: true, inputShape: [8, 8, 1] });
+  const fdTasks = [0, 1].map((i) => randomTask(5 + i, 3, 2, [8, 8, 1]));
+  const theta = fdModel.init(21);
+  const k = 2;
+  const lr = 0.5;
+  const maml = runnerFor({ algorithm: "maml", model: fdModel, kind: "classification", innerSteps: k, innerLr: lr, batchTasks: true });
+  const fo = runnerFor({ algorithm: "fomaml", model: fdModel, kind: "classification", innerSteps: k, innerLr: lr, batchTasks: true });
+  const g2 = (await maml.runShard(theta, fdTasks)).sum;
+  const g1 = (await fo.runShard(theta, fdTasks)).sum;
+  const second: number[] = [];
+  const first: number[] = [];
+  const eps = 5e-4;
+  for (let d = 0; d < 4; d++) {
+    const v = randomDirection(theta, 300 + d);
+    const plus = shifted(theta, v, eps);
+    const minus = shifted(theta, v, -eps);
+    const fd = fdTasks.reduce((s, t) => s + (postLoss(fdModel, plus, t, k, lr) - postLoss(fdModel, minus, t, k, lr)) / (2 * eps), 0);
+    const scale = Math.max(5e-2, Math.abs(fd));
+    if (process.env.FD_DEBUG) console.log({ fd, maml: dot(g2, v), fo: dot(g1, v) });
+    second.push(Math.abs(dot(g2, v) - fd) / scale);
+    first.push(Math.abs(dot(g1, v) - fd) / scale);
+    dispose(v, plus, minus);
+  }
+  assert.ok(second.filter((e) => e < 2e-2).length >= 3, `MAML (factored) vs finite differences: ${second}`);
+  assert.ok(Math.max(...first) > 5 * Math.min(...second), `first-order should differ: ${first} vs ${second}`);
+  dispose(theta, g1, g2);
+});
+
+test("factored test-time adaptation equals one task at a time, and leaks nothing", async () => {
+  const family: TaskFamily = { kind: "classification", name: "random-6x6", inputShape: [6, 6, 1], outputs: 5, task: (seed, _split, _it, i) => randomTask(seed * 1000 + i, 5, 1, [6, 6, 1]) };
+  const theta = model.init(4);
+  const o = { tasks: 6, steps: [0, 1, 3], innerLr: 0.4, seed: 2 };
+  const before = tf.memory().numTensors;
+  const one = await evaluate(model, family, theta, { ...o, batch: 1 });
+  const many = await evaluate(model, family, theta, { ...o, batch: 4 }); // factored chunks of 4 and 2
+  assert.equal(tf.memory().numTensors, before);
+  one.results.forEach((r, i) => {
+    const m = many.results[i]!;
+    assert.ok(Math.abs(r.loss.mean - m.loss.mean) < 1e-4 * (1 + r.loss.mean), `${r.steps} steps: ${r.loss.mean} vs ${m.loss.mean}`);
+    assert.equal(r.accuracy!.mean, m.accuracy!.mean, `${r.steps} steps: accuracy`);
+  });
+  // Adapting changes the predictions: three steps at α = 0.4 fit the 5 support images, so the
+  // query loss after them differs from before (the test would pass vacuously if e.step did nothing).
+  assert.notEqual(one.results[2]!.loss.mean, one.results[0]!.loss.mean);
+  dispose(theta);
+});
+
+test("a cancelled factored shard frees every tensor", async () => {
+  const theta = model.init(5);
+  const algo = runnerFor({ algorithm: "maml", model, kind: "classification", innerSteps: 3, innerLr: 0.4, batchTasks: true });
+  const before = tf.memory().numTensors;
+  await assert.rejects(
+    algo.runShard(theta, tasks, { onInnerStep: (_task, step) => { if (step === 1) throw new Error("cancelled"); } }),
+    /cancelled/,
+  );
+  assert.equal(tf.memory().numTensors, before);
+  dispose(theta);
+});
