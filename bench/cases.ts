@@ -5,6 +5,9 @@ import { sinusoidFamily } from "../meta/tasks/sinusoid.js";
 import { omniglotFamily } from "../meta/tasks/omniglot.js";
 import { loadOmniglot } from "../storage/datasets.js";
 import type { TaskFamily } from "../meta/tasks/types.js";
+import * as tf from "@tensorflow/tfjs";
+import type { Params } from "../meta/params.js";
+import { alphaKey } from "../meta/algorithms/meta-sgd.js";
 
 /** The architecture of a case as plain JSON, enough for another framework to build the same net. */
 export type ModelSpecJson =
@@ -42,5 +45,18 @@ export function benchCases(o: { shard?: number; conv4?: boolean; conv4Shard?: nu
   return out;
 }
 
-/** The algorithms both frameworks implement for these cases. Reptile: plain SGD on the whole support set. */
-export const BENCH_ALGORITHMS = ["maml", "fomaml", "reptile"] as const;
+/**
+ * The algorithms both frameworks implement for these cases. Reptile: plain SGD on the whole
+ * support set. Meta-SGD: α = innerLr everywhere (its default), second order. ANIL: the head (the
+ * last linear layer) adapted, second order, one task at a time (the learner does not batch).
+ */
+export const BENCH_ALGORITHMS = ["maml", "fomaml", "reptile", "meta-sgd", "anil"] as const;
+
+/** A case's initial meta-parameters for `algorithm`: the model's, plus Meta-SGD's step sizes. */
+export function benchParams(c: BenchCase, algorithm: string): Params {
+  const theta = c.model.init(3);
+  if (algorithm !== "meta-sgd") return theta;
+  const out: Params = { ...theta };
+  for (const k of Object.keys(theta)) out[alphaKey(k)] = tf.fill(theta[k]!.shape, c.innerLr);
+  return out;
+}

@@ -5,7 +5,7 @@
 # A line-oriented server: bench/vs-torch.ts starts it and writes one JSON request per line on stdin,
 #   {"op": "case", "id", "spec", "kind", "innerSteps", "innerLr", "tasks": [{"sx","sxShape","sy","qx","qxShape","qy"}]}
 #       (arrays base64 little-endian: x float32, y float32 for regression, int32 class indices)
-#   {"op": "time", "id", "algorithm": "maml"|"fomaml"|"reptile", "variant": "vmap"|"loop", "threads"?: n}
+#   {"op": "time", "id", "algorithm": "maml"|"fomaml"|"reptile"|"meta-sgd"|"anil", "variant": "vmap"|"loop", "threads"?: n}
 #   {"op": "quit"}
 # and reads one JSON answer per line on stdout ({"ms": ...} for "time": one shard, wall clock).
 # The tasks are the tfjs benchmark's own tasks (same data); parameters are drawn here (PyTorch's
@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch.func import grad, vmap
 
 BN_EPS = 1e-5
+ALGORITHMS = ("maml", "fomaml", "reptile", "meta-sgd", "anil")
 
 
 def threads_from_argv() -> int:
@@ -43,7 +44,8 @@ def batch_norm(h, gamma, beta, dims):
 
 
 def build(spec):
-    """(init params dict, forward(params, x)) for a bench/cases.ts model spec."""
+    """(init params dict, forward(params, x), body(params, x), head(params, features), head keys)
+    for a bench/cases.ts model spec; forward(p, x) = head(p, body(p, x)) (ANIL's split)."""
     if spec["kind"] == "mlp":
         sizes, bn = spec["sizes"], spec["batchNorm"]
         layers = len(sizes) - 1
@@ -56,17 +58,21 @@ def build(spec):
                 p[f"g{l}"] = torch.ones(sizes[l + 1])
                 p[f"be{l}"] = torch.zeros(sizes[l + 1])
 
-        def forward(p, x):
+        last = layers - 1
+
+        def body(p, x):
             h = x.reshape(x.shape[0], sizes[0])
-            for l in range(layers):
+            for l in range(last):
                 h = h @ p[f"w{l}"] + p[f"b{l}"]
-                if l < layers - 1:
-                    if bn:
-                        h = batch_norm(h, p[f"g{l}"], p[f"be{l}"], 0)
-                    h = F.relu(h)
+                if bn:
+                    h = batch_norm(h, p[f"g{l}"], p[f"be{l}"], 0)
+                h = F.relu(h)
             return h
 
-        return p, forward
+        def head(p, f):
+            return f @ p[f"w{last}"] + p[f"b{last}"]
+
+        return p, lambda p, x: head(p, body(p, x)), body, head, [f"w{last}", f"b{last}"]
     if spec["kind"] == "conv4":
         H, W, C = spec["inputShape"]
         filt, out, bn = spec["filters"], spec["outputs"], spec["batchNorm"]
@@ -88,7 +94,7 @@ def build(spec):
         p["dw"] = torch.empty(feats, out).uniform_(-bound, bound)
         p["db"] = torch.empty(out).uniform_(-bound, bound)
 
-        def forward(p, x):
+        def body(p, x):
             a = x.reshape(x.shape[0], H, W, C).permute(0, 3, 1, 2)
             for l in range(4):
                 a = F.conv2d(a, p[f"c{l}"], p[f"cb{l}"], padding=1)
@@ -96,16 +102,43 @@ def build(spec):
                     a = batch_norm(a, p[f"g{l}"].view(1, -1, 1, 1), p[f"be{l}"].view(1, -1, 1, 1), (0, 2, 3))
                 a = F.max_pool2d(F.relu(a), 2)
             # NHWC flatten order, as tfjs (the order does not change the cost).
-            return a.permute(0, 2, 3, 1).reshape(a.shape[0], feats) @ p["dw"] + p["db"]
+            return a.permute(0, 2, 3, 1).reshape(a.shape[0], feats)
 
-        return p, forward
+        def head(p, f):
+            return f @ p["dw"] + p["db"]
+
+        return p, lambda p, x: head(p, body(p, x)), body, head, ["dw", "db"]
     raise ValueError(f"unknown model kind {spec['kind']}")
 
 
-def make_loss(kind, forward):
+def criterion(kind):
+    """The mean loss of outputs against targets: MSE, or softmax cross-entropy (meta/losses.ts)."""
     if kind == "regression":
-        return lambda p, x, y: ((forward(p, x) - y) ** 2).mean()
-    return lambda p, x, y: F.cross_entropy(forward(p, x), y)
+        return lambda out, y: ((out - y) ** 2).mean()
+    return F.cross_entropy
+
+
+def make_loss(kind, forward):
+    crit = criterion(kind)
+    return lambda p, x, y: crit(forward(p, x), y)
+
+
+# Meta-SGD's step sizes live in the same dict as θ, under "alpha:" + the parameter's name (as
+# meta-sgd.ts keeps them under learner/lr/<name>); forward and loss read only θ's names.
+ALPHA = "alpha:"
+
+
+def model_keys(p):
+    return [k for k in p if not k.startswith(ALPHA)]
+
+
+def meta_sgd_step(p, q, g):
+    return {k: q[k] - p[ALPHA + k] * g[k] for k in g}
+
+
+def with_alpha(p, lr):
+    """θ plus α = innerLr everywhere (meta-sgd.ts's default alphaInit)."""
+    return {**p, **{ALPHA + k: torch.full_like(v, lr) for k, v in p.items()}}
 
 
 def sub_scaled(p, g, lr):
@@ -125,13 +158,43 @@ def loss_with_aux(f):
     return g
 
 
-def vmap_task_fn(algorithm, loss, steps, lr):
+def vmap_task_fn(algorithm, loss, steps, lr, split):
     def adapt(p, sx, sy):
         for _ in range(steps):
             p = sub_scaled(p, grad(loss)(p, sx, sy), lr)
         return p
 
-    if algorithm == "maml":
+    body, head, head_keys, crit = split
+    if algorithm == "meta-sgd":
+
+        def task(p, sx, sy, qx, qy):
+            pre = loss(p, qx, qy)
+
+            def after(p):
+                q = {k: p[k] for k in model_keys(p)}
+                for _ in range(steps):
+                    q = meta_sgd_step(p, q, grad(loss)(q, sx, sy))
+                return loss(q, qx, qy)
+
+            g, post = grad(loss_with_aux(after), has_aux=True)(p)
+            return g, pre, post
+
+    elif algorithm == "anil":
+
+        def task(p, sx, sy, qx, qy):
+            pre = loss(p, qx, qy)
+
+            def after(p):
+                fs = body(p, sx)
+                h = {k: p[k] for k in head_keys}
+                for _ in range(steps):
+                    h = sub_scaled(h, grad(lambda h: crit(head(h, fs), sy))(h), lr)
+                return crit(head(h, body(p, qx)), qy)
+
+            g, post = grad(loss_with_aux(after), has_aux=True)(p)
+            return g, pre, post
+
+    elif algorithm == "maml":
 
         def task(p, sx, sy, qx, qy):
             pre = loss(p, qx, qy)  # the pre-adaptation query loss tfjs reports
@@ -159,10 +222,28 @@ def vmap_task_fn(algorithm, loss, steps, lr):
 # ---- one task at a time with torch.autograd (learn2learn's MAML.clone/adapt pattern) ------------
 
 
-def loop_task(algorithm, loss, steps, lr, p, sx, sy, qx, qy):
+def loop_task(algorithm, loss, steps, lr, split, p, sx, sy, qx, qy):
     keys = list(p)
     with torch.no_grad():
         loss(p, qx, qy)  # pre-adaptation query loss
+    body, head, head_keys, crit = split
+    if algorithm == "meta-sgd":
+        theta = {k: v.detach().requires_grad_() for k, v in p.items()}
+        phi = {k: theta[k] for k in model_keys(theta)}
+        for _ in range(steps):
+            g = torch.autograd.grad(loss(phi, sx, sy), list(phi.values()), create_graph=True)
+            phi = meta_sgd_step(theta, phi, dict(zip(phi, g)))
+        g = torch.autograd.grad(loss(phi, qx, qy), [theta[k] for k in keys])
+        return dict(zip(keys, g))
+    if algorithm == "anil":
+        theta = {k: v.detach().requires_grad_() for k, v in p.items()}
+        fs = body(theta, sx)
+        h = {k: theta[k] for k in head_keys}
+        for _ in range(steps):
+            g = torch.autograd.grad(crit(head(h, fs), sy), list(h.values()), create_graph=True)
+            h = {k: h[k] - lr * gk for k, gk in zip(h, g)}
+        g = torch.autograd.grad(crit(head(h, body(theta, qx)), qy), [theta[k] for k in keys])
+        return dict(zip(keys, g))
     if algorithm == "maml":
         theta = {k: v.detach().requires_grad_() for k, v in p.items()}
         phi = theta
@@ -190,8 +271,10 @@ class Case:
         self.kind = req["kind"]
         self.steps = req["innerSteps"]
         self.lr = req["innerLr"]
-        self.params, forward = build(req["spec"])
+        self.params, forward, body, head, head_keys = build(req["spec"])
         self.loss = make_loss(self.kind, forward)
+        self.split = (body, head, head_keys, criterion(self.kind))
+        self.alpha_params = with_alpha(self.params, self.lr)
         sx, sy, qx, qy = [], [], [], []
         for t in req["tasks"]:
             sx.append(decode_x(t["sx"], t["sxShape"]))
@@ -200,7 +283,7 @@ class Case:
             qy.append(self.decode_y(t["qy"], t["qxShape"][0]))
         self.sx, self.sy, self.qx, self.qy = sx, sy, qx, qy
         self.SX, self.SY, self.QX, self.QY = (torch.stack(a) for a in (sx, sy, qx, qy))
-        self.vmapped = {a: vmap_task_fn(a, self.loss, self.steps, self.lr) for a in ("maml", "fomaml", "reptile")}
+        self.vmapped = {a: vmap_task_fn(a, self.loss, self.steps, self.lr, self.split) for a in ALGORITHMS}
 
     def decode_y(self, b64, n):
         raw = base64.b64decode(b64)
@@ -210,12 +293,13 @@ class Case:
 
     def run(self, algorithm, variant):
         """One shard: the per-task contributions summed over the tasks."""
+        params = self.alpha_params if algorithm == "meta-sgd" else self.params
         if variant == "vmap":
-            g, _pre, _post = self.vmapped[algorithm](self.params, self.SX, self.SY, self.QX, self.QY)
+            g, _pre, _post = self.vmapped[algorithm](params, self.SX, self.SY, self.QX, self.QY)
             return {k: v.sum(0) for k, v in g.items()}
         total = None
         for i in range(len(self.sx)):
-            g = loop_task(algorithm, self.loss, self.steps, self.lr, self.params, self.sx[i], self.sy[i], self.qx[i], self.qy[i])
+            g = loop_task(algorithm, self.loss, self.steps, self.lr, self.split, params, self.sx[i], self.sy[i], self.qx[i], self.qy[i])
             total = g if total is None else {k: total[k] + g[k] for k in g}
         return total
 
@@ -261,7 +345,7 @@ def self_test():
         tasks = [{"sx": enc(rng.standard_normal(xshape).astype("<f4")), "sxShape": xshape, "sy": enc(rng.integers(0, 3, xshape[0]).astype("<i4")),
                   "qx": enc(rng.standard_normal(xshape).astype("<f4")), "qxShape": xshape, "qy": enc(rng.integers(0, 3, xshape[0]).astype("<i4"))} for _ in range(3)]
         c = Case({"kind": kind, "spec": spec, "innerSteps": 2, "innerLr": 0.1, "tasks": tasks})
-        for a in ("maml", "fomaml", "reptile"):
+        for a in ALGORITHMS:
             v, l = c.run(a, "vmap"), c.run(a, "loop")
             err = max(float((v[k] - l[k]).abs().max()) for k in v)
             print(f"{spec['kind']} {a}: max |vmap - loop| = {err:.2e}")

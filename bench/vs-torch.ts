@@ -17,9 +17,10 @@ import { dispose, type Params } from "../meta/params.js";
 import type { Examples, Task } from "../meta/tasks/types.js";
 import type { ShardRunner } from "../meta/algorithms/learner.js";
 import { runEpisodes } from "../meta/algorithms/episodes.js";
+import { factoringPays } from "../meta/algorithms/factored-episode.js";
 import { mamlEpisode } from "../meta/algorithms/maml.js";
 import { arg, log, machine, median, numArg, record, setupBackend } from "./common.js";
-import { BENCH_ALGORITHMS, benchCases, type BenchCase } from "./cases.js";
+import { BENCH_ALGORITHMS, benchCases, benchParams, type BenchCase } from "./cases.js";
 
 const rounds = numArg("rounds", 3);
 const tag = arg("tag", "run");
@@ -72,8 +73,6 @@ const held: Params[] = [];
 let torchVersion = "";
 for (const c of cases) {
   const tasks: Task[] = Array.from({ length: c.shard }, (_, i) => c.family.task(7, "train", 0, i));
-  const theta = c.model.init(3);
-  held.push(theta);
   const info = await torch.ask({
     op: "case",
     id: c.id,
@@ -89,14 +88,17 @@ for (const c of cases) {
   });
   torchVersion = String(info.torch);
   for (const algorithm of algorithms) {
+    const theta = benchParams(c, algorithm);
+    held.push(theta);
     const options = algorithm === "reptile" ? { innerOptimizer: "sgd" } : undefined;
-    const tfRunners: { label: string; runner: ShardRunner }[] = [false, ...(c.model.forwardBatched ? [true] : [])].map((batchTasks) => {
-      const runner = runnerFor({ algorithm, model: c.model, kind: c.family.kind, innerSteps: c.innerSteps, innerLr: c.innerLr, batchTasks, ...(options ? { options } : {}) });
-      return { label: runner.batched ? "batched" : "one-by-one", runner };
-    });
+    // One by one, and batched where the learner and model batch (ANIL does not).
+    const tfRunners: { label: string; runner: ShardRunner }[] = [false, ...(c.model.forwardBatched ? [true] : [])]
+      .map((batchTasks) => runnerFor({ algorithm, model: c.model, kind: c.family.kind, innerSteps: c.innerSteps, innerLr: c.innerLr, batchTasks, ...(options ? { options } : {}) }))
+      .filter((runner, i) => i === 0 || runner.batched)
+      .map((runner) => ({ label: runner.batched ? "batched" : "one-by-one", runner }));
     // MAML and first-order MAML factor an MLP's input kernel when batched (factored-episode.ts);
     // the same batched episode without factoring is timed beside them, as the "before".
-    if ((algorithm === "maml" || algorithm === "fomaml") && c.model.inputKernel) {
+    if ((algorithm === "maml" || algorithm === "fomaml") && factoringPays(c.model, tasks[0]!.support.xShape[0]!)) {
       const fn = mamlEpisode(c.innerSteps, c.innerLr, algorithm === "fomaml");
       tfRunners.push({ label: UNFACTORED, runner: { batched: true, runShard: (p, ts) => runEpisodes(p, ts, { model: c.model, kind: c.family.kind, batched: true, factorInput: false }, fn) } });
     }
