@@ -55,6 +55,13 @@ export interface ModelSplit {
   body(params: Params, x: tf.Tensor): tf.Tensor;
   /** Outputs [n, outputs] from features [n, d]. */
   head(params: Params, features: tf.Tensor): tf.Tensor;
+  /**
+   * Optional, with `headBatched`: features [T, n, d] of inputs [T, n, ...inputShape] for T tasks
+   * sharing the body's parameters (as ANIL's tasks do), batch norm over each task's own examples.
+   */
+  bodyBatched?(params: Params, x: tf.Tensor): tf.Tensor;
+  /** Optional: outputs [T, n, outputs] from features [T, n, d], head parameters with a leading task axis. */
+  headBatched?(params: Params, features: tf.Tensor): tf.Tensor;
 }
 
 /** Uniform(±bound) tensor of the given shape from an explicit RNG (deterministic everywhere). */
@@ -113,6 +120,18 @@ export function mlp(opts: MlpOptions): Model {
     return h;
   }
 
+  /** The body over [T, n, ...] inputs with weights shared by the T tasks: one matMul per layer over all T·n rows, batch norm per task. */
+  function sharedBody(params: Params, x: tf.Tensor): tf.Tensor {
+    const [T, n] = [x.shape[0]!, x.shape[1]!];
+    let h = tf.reshape(x, [T * n, inFeatures]);
+    for (let l = 0; l < layers - 1; l++) {
+      h = tf.add(tf.matMul(h, params[`dense${l}/kernel`]!), params[`dense${l}/bias`]!);
+      if (bn) h = tf.reshape(batchNorm(tf.reshape(h, [T, n, sizes[l + 1]!]), params[`bn${l}/gamma`]!, params[`bn${l}/beta`]!, [1]), [T * n, sizes[l + 1]!]);
+      h = tf.relu(h);
+    }
+    return tf.reshape(h, [T, n, sizes[layers - 1]!]);
+  }
+
   return {
     name: `mlp-${sizes.join("-")}${bn ? "-bn" : ""}`,
     inputShape,
@@ -144,6 +163,8 @@ export function mlp(opts: MlpOptions): Model {
       headKeys: [`dense${layers - 1}/kernel`, `dense${layers - 1}/bias`],
       body: (params, x) => body(params, tf.reshape(x, [x.shape[0]!, inFeatures]), false, layers - 1),
       head: (params, f) => tf.add(tf.matMul(f, params[`dense${layers - 1}/kernel`]!), params[`dense${layers - 1}/bias`]!),
+      bodyBatched: (params, x) => sharedBody(params, x),
+      headBatched: (params, f) => tf.add(batchMatMul3d(f, params[`dense${layers - 1}/kernel`]!), tf.expandDims(params[`dense${layers - 1}/bias`]!, 1)),
     },
   };
 }

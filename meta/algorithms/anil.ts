@@ -9,7 +9,7 @@ import { taskLoss } from "../losses.js";
 import type { ModelSplit } from "../models.js";
 import { adam } from "../optimizers.js";
 import { fromList, names, pick, type Params } from "../params.js";
-import { abortableSteps, queryLoss, queryLossOf, sgdStep, taskMetrics, type Episode, type EpisodeFn, type QueryReadout } from "./episodes.js";
+import { abortableSteps, queryLossOf, sgdStep, taskMetrics, tileParams, type Episode, type EpisodeFn, type QueryReadout } from "./episodes.js";
 import { defineLearner, type LearnerSetup } from "./learner.js";
 import { episodeRunner } from "./maml.js";
 
@@ -18,10 +18,40 @@ const options = z.object({
 });
 export type AnilOptions = z.infer<typeof options>;
 
+/**
+ * The split as an episode uses it: one task (the model's body and head), or a task-batched episode
+ * (the body once over all tasks' examples with shared weights, each task's head on a task axis).
+ */
+interface SplitView {
+  body(p: Params, x: tf.Tensor): tf.Tensor;
+  head(h: Params, features: tf.Tensor): tf.Tensor;
+  /** θ's head as this episode's head takes it: itself, or tiled to [T, ...]. */
+  heads(p: Params): Params;
+  /** Per-task head gradients summed over the task axis (identity for one task). */
+  reduce(g: Params): Params;
+}
+
+function viewOf(split: ModelSplit, e: Episode): SplitView {
+  const heads = (p: Params) => pick(p, split.headKeys);
+  if (!e.batched) return { body: split.body, head: split.head, heads, reduce: (g) => g };
+  if (!split.bodyBatched || !split.headBatched) throw new Error("anil: a task-batched episode needs a model split with bodyBatched and headBatched");
+  return {
+    body: split.bodyBatched,
+    head: split.headBatched,
+    heads: (p) => tileParams(heads(p), e.count),
+    reduce: (g) => {
+      const out: Params = { ...g };
+      for (const k of split.headKeys) out[k] = tf.sum(g[k]!, 0);
+      return out;
+    },
+  };
+}
+
 /** `steps` SGD steps of the head on fixed features (calls `each` after every step; stops when it answers false). */
-function adaptHead(split: ModelSplit, e: Episode, p: Params, features: tf.Tensor, lr: number, steps: number, each: (i: number, head: Params) => boolean): Params {
-  let head = pick(p, split.headKeys);
-  const lossOf = (h: Params) => taskLoss(e.kind, split.head(h, features), e.support.y);
+function adaptHead(split: ModelSplit, view: SplitView, e: Episode, p: Params, features: tf.Tensor, lr: number, steps: number, each: (i: number, head: Params) => boolean): Params {
+  let head = view.heads(p);
+  // With a task axis the loss sums per-task means, so each task's head gets its own gradient.
+  const lossOf = (h: Params) => taskLoss(e.kind, view.head(h, features), e.support.y);
   for (let i = 0; i < steps; i++) {
     head = sgdStep(split.headKeys, head, lossOf, lr);
     if (!each(i, head)) break;
@@ -32,26 +62,32 @@ function adaptHead(split: ModelSplit, e: Episode, p: Params, features: tf.Tensor
 export function anilEpisode(split: ModelSplit, innerSteps: number, innerLr: number, firstOrder: boolean): EpisodeFn {
   return (e, theta, firstTask, hooks) => {
     const keys = names(theta);
+    const view = viewOf(split, e);
     const steps = abortableSteps(hooks, firstTask);
     const pre: QueryReadout = { loss: [], accuracy: [] };
     const post: QueryReadout = { loss: [], accuracy: [] };
-    queryLoss(e, theta, pre);
+    queryLossOf(e, view.head(view.heads(theta), view.body(theta, e.query.x)), pre);
     let result: Params;
     if (!firstOrder) {
       // Second order: the query loss through the head's steps and through the body's features.
+      // The body's weights are shared by the episode's tasks, so their gradient is already the sum.
       const f = (...vals: tf.Tensor[]) => {
         const p = fromList(keys, vals);
-        const head = adaptHead(split, e, p, split.body(p, e.support.x), innerLr, innerSteps, (i) => steps.step(i));
-        return queryLossOf(e, split.head(head, split.body(p, e.query.x)), post);
+        const head = adaptHead(split, view, e, p, view.body(p, e.support.x), innerLr, innerSteps, (i) => steps.step(i));
+        return queryLossOf(e, view.head(head, view.body(p, e.query.x)), post);
       };
       result = fromList(keys, tf.grads(f)(keys.map((k) => theta[k]!)));
       steps.rethrow();
     } else {
-      const head = adaptHead(split, e, theta, split.body(theta, e.support.x), innerLr, innerSteps, (i) => steps.step(i));
+      const head = adaptHead(split, view, e, theta, view.body(theta, e.support.x), innerLr, innerSteps, (i) => steps.step(i));
       steps.rethrow();
       // First order: the gradient at (body θ, adapted head φ) with φ a leaf of its own.
       const at = { ...theta, ...head };
-      result = fromList(keys, tf.grads((...vals: tf.Tensor[]) => queryLoss(e, fromList(keys, vals), post))(keys.map((k) => at[k]!)));
+      const g = tf.grads((...vals: tf.Tensor[]) => {
+        const p = fromList(keys, vals);
+        return queryLossOf(e, view.head(pick(p, split.headKeys), view.body(p, e.query.x)), post);
+      })(keys.map((k) => at[k]!));
+      result = view.reduce(fromList(keys, g));
     }
     return { result, metrics: taskMetrics(e, pre, post) };
   };
@@ -60,15 +96,19 @@ export function anilEpisode(split: ModelSplit, innerSteps: number, innerLr: numb
 /** Test time: features once, then SGD on the head alone. */
 function anilAdaptation(split: ModelSplit, lr: number): AdaptAndMeasure {
   return (e, params, wanted, record) => {
-    const fq = split.body(params, e.query.x);
-    if (wanted.includes(0)) record(0, split.head(params, fq));
+    const view = viewOf(split, e);
+    const fq = view.body(params, e.query.x);
+    if (wanted.includes(0)) record(0, view.head(view.heads(params), fq));
     const maxSteps = wanted[wanted.length - 1] ?? 0;
-    adaptHead(split, e, params, split.body(params, e.support.x), lr, maxSteps, (i, head) => {
-      if (wanted.includes(i + 1)) record(i + 1, split.head(head, fq));
+    adaptHead(split, view, e, params, view.body(params, e.support.x), lr, maxSteps, (i, head) => {
+      if (wanted.includes(i + 1)) record(i + 1, view.head(head, fq));
       return true;
     });
   };
 }
+
+/** Whether the split has task-batched forms (the MLP's does; Conv4's not yet). */
+const batchesTasks = (split: ModelSplit): boolean => split.bodyBatched !== undefined && split.headBatched !== undefined;
 
 const splitOf = (s: LearnerSetup<AnilOptions>): ModelSplit => {
   if (!s.model.split) throw new Error(`anil needs a model with a body/head split; ${s.model.name} has none`);
@@ -80,16 +120,17 @@ export const anil = defineLearner<AnilOptions>({
   title: "ANIL (Raghu et al. 2019)",
   summary: "MAML's meta-gradient with only the head adapted (innerSteps SGD steps on features computed once per task); Adam (metaLr) on the mean",
   options,
-  needs: { secondOrder: true, taskKinds: ["regression", "classification"], taskBatching: false, headSplit: true },
+  needs: { secondOrder: true, taskKinds: ["regression", "classification"], taskBatching: true, headSplit: true },
   stateLayout: "model+adam",
   pins: [],
   init: (s, seed) => s.model.init(seed),
   outer: () => adam(),
   shardRunner(s) {
     if (!s.hyper.firstOrder) registerHigherOrderGradients();
-    return episodeRunner(s, anilEpisode(splitOf(s), s.config.innerSteps, s.config.innerLr, s.hyper.firstOrder), false);
+    const split = splitOf(s);
+    return episodeRunner(s, anilEpisode(split, s.config.innerSteps, s.config.innerLr, s.hyper.firstOrder), batchesTasks(split));
   },
-  evaluate: (s, params, o) => evaluateWith(s.model, s.test, params, o, anilAdaptation(splitOf(s), s.config.innerLr), { batchable: false }),
+  evaluate: (s, params, o) => evaluateWith(s.model, s.test, params, o, anilAdaptation(splitOf(s), s.config.innerLr), { batchable: batchesTasks(splitOf(s)) }),
   presets: [
     {
       name: "omniglot-20w1s-anil-conv4",

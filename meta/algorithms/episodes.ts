@@ -50,6 +50,8 @@ export const CONV4_EPISODIC_RUN = {
 /** A unit of work: one task, or all tasks of a shard stacked along a leading task axis. */
 export interface Episode {
   count: number;
+  /** Tasks stacked on a leading task axis (examples [T, n, ...]), even when there is one. */
+  batched: boolean;
   kind: TaskKind;
   support: ExampleTensors;
   query: ExampleTensors;
@@ -72,6 +74,7 @@ export interface Episode {
 function single(task: Task, model: Model, kind: TaskKind, classes: number): Episode {
   const e: Episode = {
     count: 1,
+    batched: false,
     kind,
     support: toTensors(task.support, kind, classes),
     query: toTensors(task.query, kind, classes),
@@ -98,6 +101,7 @@ function batched(tasks: readonly Task[], model: Model, kind: TaskKind, classes: 
   const T = tasks.length;
   const e: Episode = {
     count: T,
+    batched: true,
     kind,
     support: stackExamples(tasks.map((t) => t.support), kind, classes),
     query: stackExamples(tasks.map((t) => t.query), kind, classes),

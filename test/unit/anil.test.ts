@@ -1,6 +1,6 @@
 // ANIL's meta-gradient (Raghu et al. 2019): second order through the head's inner steps and the
 // body's features, through softmax cross-entropy, against finite differences; first-order ANIL
-// differs; the body is never adapted; no tensor leaks.
+// differs; the body is never adapted; batched tasks give what one task at a time gives; no tensor leaks.
 import { before, test } from "node:test";
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
@@ -101,24 +101,58 @@ test("second-order ANIL meta-gradient through Conv4 (4 filters, batch norm, max-
   assert.ok(second.filter((e) => e < 2e-2).length >= 3, `ANIL vs finite differences on Conv4: ${second}`);
 });
 
-test("evaluation: 0 steps is the plain forward (MAML's number), a small head step lowers the loss; training never batches and leaks nothing", async () => {
+test("evaluation: 0 steps is the plain forward (MAML's number), a small head step lowers the loss; training batches the MLP's tasks and leaks nothing", async () => {
   const run = resolveRun(parseRunConfig({ algorithm: "anil", innerSteps: 2, innerLr: 0.01, metaBatchSize: 4, shardSize: 2 }), NO_DATA);
   const params = anil.init(run.setup, 3);
   const r = await anil.evaluate(run.setup, params, { tasks: 20, steps: [0, 1], seed: 2 });
   const plain = await maml.evaluate(run.setup, params, { tasks: 20, steps: [0], seed: 2 });
-  assert.equal(r.results[0]!.loss.mean, plain.results[0]!.loss.mean);
+  // Both evaluate 20 tasks as one batched episode, ANIL through the split's batched body and head,
+  // MAML through its factored forward: the same function, summed in another order (1e-6 relative).
+  assert.ok(Math.abs(r.results[0]!.loss.mean - plain.results[0]!.loss.mean) <= 1e-6 * plain.results[0]!.loss.mean, `${r.results[0]!.loss.mean} vs ${plain.results[0]!.loss.mean}`);
   // One step of α = 0.01 along the head's support gradient: a descent step on 20 tasks' average.
   assert.ok(r.results[1]!.loss.mean < r.results[0]!.loss.mean, `head step: ${r.results[1]!.loss.mean} vs ${r.results[0]!.loss.mean}`);
   dispose(params);
-  // Task batching is never used (features are computed per task), whatever the config asks.
+  // The MLP's split has batched forms, so a shard's tasks run as one episode.
   const t = new LocalMetaTrainer({ algorithm: "anil", metaBatchSize: 4, shardSize: 2, iterations: 3, batchTasks: true });
-  assert.equal(t.runner.batched, false);
+  assert.equal(t.runner.batched, true);
   const headKeys = new Set(run.setup.model.split!.headKeys);
   assert.deepEqual(names(t.params).filter((k) => headKeys.has(k)), ["dense2/kernel", "dense2/bias"]);
   const before = tf.memory().numTensors;
   for (let i = 0; i < 3; i++) await t.step();
   assert.equal(tf.memory().numTensors, before, "a training step leaves the tensor count unchanged");
   t.dispose();
+});
+
+test("batched ANIL (second and first order) and its batched evaluation equal one task at a time, to float32 rounding", async () => {
+  // The batched episode runs the body once over all tasks' examples with shared weights (batch
+  // norm per task) and each task's head on a task axis; only summation order differs from one
+  // task at a time, so 1e-4 relative after two head steps and a second backward pass.
+  const model = mlp({ sizes: [16, 12, 8, 3], batchNorm: true, inputShape: [4, 4, 1] });
+  const theta = model.init(11);
+  const tasks = [0, 1, 2].map((i) => task(30 + i, 3, 2, [4, 4, 1]));
+  for (const firstOrder of [false, true]) {
+    const fn = anilEpisode(model.split!, 2, 0.5, firstOrder);
+    const before = tf.memory().numTensors;
+    const one = await runEpisodes(theta, tasks, { model, kind: "classification", batched: false }, fn);
+    const many = await runEpisodes(theta, tasks, { model, kind: "classification", batched: true }, fn);
+    assert.equal(tf.memory().numTensors, before + 2 * names(theta).length, "only the two results remain");
+    for (const k of names(theta)) {
+      const x = one.sum[k]!.dataSync();
+      const y = many.sum[k]!.dataSync();
+      x.forEach((v, i) => assert.ok(Math.abs(v - y[i]!) <= 1e-4 * (1 + Math.abs(v)), `${firstOrder ? "first" : "second"} order ${k}[${i}]: ${v} vs ${y[i]}`));
+    }
+    one.metrics.forEach((m, i) => assert.ok(Math.abs(m.postLoss - many.metrics[i]!.postLoss) < 1e-5 * (1 + m.postLoss), `task ${i} post-loss`));
+    dispose(one.sum, many.sum);
+  }
+  dispose(theta);
+  const run = resolveRun(parseRunConfig({ algorithm: "anil", innerSteps: 2, innerLr: 0.5, metaBatchSize: 4, shardSize: 2 }), NO_DATA);
+  const params = anil.init(run.setup, 5);
+  const o = { tasks: 6, steps: [0, 1, 2], seed: 3 };
+  const a = await anil.evaluate(run.setup, params, { ...o, batch: 1 });
+  const b = await anil.evaluate(run.setup, params, { ...o, batch: 4 }); // chunks of 4 and 2
+  a.results.forEach((r, i) => assert.ok(Math.abs(r.loss.mean - b.results[i]!.loss.mean) <= 1e-5 * (1 + r.loss.mean), `${r.steps} steps: ${r.loss.mean} vs ${b.results[i]!.loss.mean}`));
+  assert.notEqual(a.results[2]!.loss.mean, a.results[0]!.loss.mean, "the head adapts");
+  dispose(params);
 });
 
 test("with an empty body (a single linear layer) ANIL's meta-gradient is MAML's", async () => {
