@@ -7,12 +7,13 @@ import { loadOmniglot } from "../storage/datasets.js";
 import type { TaskFamily } from "../meta/tasks/types.js";
 import * as tf from "@tensorflow/tfjs";
 import type { Params } from "../meta/params.js";
+import type { RunConfigInput } from "../meta/run-config.js";
 import { alphaKey } from "../meta/algorithms/meta-sgd.js";
 
 /** The architecture of a case as plain JSON, enough for another framework to build the same net. */
 export type ModelSpecJson =
   | { kind: "mlp"; sizes: number[]; batchNorm: boolean }
-  | { kind: "conv4"; inputShape: [number, number, number]; filters: number; outputs: number; downsample: "maxpool"; batchNorm: boolean };
+  | { kind: "conv4"; inputShape: [number, number, number]; filters: number; outputs: number; downsample: "maxpool"; batchNorm: boolean; /** false: the embedding alone (metric learners). Default true. */ classifier?: boolean };
 
 export interface BenchCase {
   /** Short id used in result files and tables. */
@@ -25,7 +26,20 @@ export interface BenchCase {
   innerLr: number;
   /** Tasks per shard. */
   shard: number;
+  /** The algorithms timed on this case (of BENCH_ALGORITHMS). */
+  algorithms: readonly string[];
+  /** Config the learners' checks need beyond the model passed in (the embedding case's task and model kind). */
+  config?: RunConfigInput;
 }
+
+/**
+ * The algorithms both frameworks implement for these cases. Reptile: plain SGD on the whole
+ * support set. Meta-SGD: α = innerLr everywhere (its default), second order. ANIL: the head (the
+ * last linear layer) adapted, second order. Prototypical networks: on the embedding case only.
+ */
+export const BENCH_ALGORITHMS = ["maml", "fomaml", "reptile", "meta-sgd", "anil", "protonet"] as const;
+/** The gradient-based learners, timed on the classifier cases. */
+const GRADIENT_BASED = ["maml", "fomaml", "reptile", "meta-sgd", "anil"];
 
 /**
  * The cases of issue 14's table: sinusoid (MAML §5.1), the Omniglot MLP with batch norm and
@@ -36,21 +50,17 @@ export function benchCases(o: { shard?: number; conv4?: boolean; conv4Shard?: nu
   const shard = o.shard ?? 32;
   const omni = omniglotFamily(loadOmniglot(), { ways: 5, shots: 1, queryShots: 15, split: "vinyals" });
   const out: BenchCase[] = [
-    { id: "sinusoid", label: "sinusoid 1-40-40-1, K=10, 1 step", model: sinusoidMlp(), spec: { kind: "mlp", sizes: [1, 40, 40, 1], batchNorm: false }, family: sinusoidFamily({ shots: 10 }), innerSteps: 1, innerLr: 0.01, shard },
-    { id: "omniglot-mlp", label: "omniglot MLP 784-256-128-64-64-5 (BN), 5-way 1-shot, 15 query, 5 steps", model: omniglotMlp(5), spec: { kind: "mlp", sizes: [784, 256, 128, 64, 64, 5], batchNorm: true }, family: omni, innerSteps: 5, innerLr: 0.4, shard },
+    { id: "sinusoid", label: "sinusoid 1-40-40-1, K=10, 1 step", model: sinusoidMlp(), spec: { kind: "mlp", sizes: [1, 40, 40, 1], batchNorm: false }, family: sinusoidFamily({ shots: 10 }), innerSteps: 1, innerLr: 0.01, shard, algorithms: GRADIENT_BASED },
+    { id: "omniglot-mlp", label: "omniglot MLP 784-256-128-64-64-5 (BN), 5-way 1-shot, 15 query, 5 steps", model: omniglotMlp(5), spec: { kind: "mlp", sizes: [784, 256, 128, 64, 64, 5], batchNorm: true }, family: omni, innerSteps: 5, innerLr: 0.4, shard, algorithms: GRADIENT_BASED },
   ];
   if (o.conv4) {
-    out.push({ id: "omniglot-conv4", label: "omniglot Conv4 (64, maxpool, BN), 5-way 1-shot, 15 query, 5 steps", model: conv4({ outputs: 5, taskBatched: true }), spec: { kind: "conv4", inputShape: [28, 28, 1], filters: 64, outputs: 5, downsample: "maxpool", batchNorm: true }, family: omni, innerSteps: 5, innerLr: 0.4, shard: o.conv4Shard ?? 2 });
+    out.push({ id: "omniglot-conv4", label: "omniglot Conv4 (64, maxpool, BN), 5-way 1-shot, 15 query, 5 steps", model: conv4({ outputs: 5, taskBatched: true }), spec: { kind: "conv4", inputShape: [28, 28, 1], filters: 64, outputs: 5, downsample: "maxpool", batchNorm: true }, family: omni, innerSteps: 5, innerLr: 0.4, shard: o.conv4Shard ?? 2, algorithms: GRADIENT_BASED });
+    // Prototypical networks' hot path: the Conv4-64 embedding of an episode's support and query
+    // images in one batch and the query loss over distances to the prototypes (no inner loop).
+    out.push({ id: "omniglot-conv4-embedding", label: "omniglot Conv4-64 embedding (maxpool, BN), 5-way 1-shot, 15 query", model: conv4({ outputs: 5, classifier: false }), spec: { kind: "conv4", inputShape: [28, 28, 1], filters: 64, outputs: 5, downsample: "maxpool", batchNorm: true, classifier: false }, family: omni, innerSteps: 1, innerLr: 0.01 /* unused: no inner loop */, shard: o.conv4Shard ?? 2, algorithms: ["protonet"], config: { task: { family: "omniglot", ways: 5, shots: 1, queryShots: 15 }, model: { kind: "conv4-embedding", downsample: "maxpool", batchNorm: true, filters: 64 } } });
   }
   return out;
 }
-
-/**
- * The algorithms both frameworks implement for these cases. Reptile: plain SGD on the whole
- * support set. Meta-SGD: α = innerLr everywhere (its default), second order. ANIL: the head (the
- * last linear layer) adapted, second order, one task at a time (the learner does not batch).
- */
-export const BENCH_ALGORITHMS = ["maml", "fomaml", "reptile", "meta-sgd", "anil"] as const;
 
 /** A case's initial meta-parameters for `algorithm`: the model's, plus Meta-SGD's step sizes. */
 export function benchParams(c: BenchCase, algorithm: string): Params {

@@ -5,7 +5,7 @@
 # A line-oriented server: bench/vs-torch.ts starts it and writes one JSON request per line on stdin,
 #   {"op": "case", "id", "spec", "kind", "innerSteps", "innerLr", "tasks": [{"sx","sxShape","sy","qx","qxShape","qy"}]}
 #       (arrays base64 little-endian: x float32, y float32 for regression, int32 class indices)
-#   {"op": "time", "id", "algorithm": "maml"|"fomaml"|"reptile"|"meta-sgd"|"anil", "variant": "vmap"|"loop", "threads"?: n}
+#   {"op": "time", "id", "algorithm": "maml"|"fomaml"|"reptile"|"meta-sgd"|"anil"|"protonet", "variant": "vmap"|"loop", "threads"?: n}
 #   {"op": "quit"}
 # and reads one JSON answer per line on stdout ({"ms": ...} for "time": one shard, wall clock).
 # The tasks are the tfjs benchmark's own tasks (same data); parameters are drawn here (PyTorch's
@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch.func import grad, vmap
 
 BN_EPS = 1e-5
-ALGORITHMS = ("maml", "fomaml", "reptile", "meta-sgd", "anil")
+GRADIENT_BASED = ("maml", "fomaml", "reptile", "meta-sgd", "anil")
 
 
 def threads_from_argv() -> int:
@@ -107,6 +107,9 @@ def build(spec):
         def head(p, f):
             return f @ p["dw"] + p["db"]
 
+        if not spec.get("classifier", True):  # the embedding alone (metric learners)
+            del p["dw"], p["db"]
+            return p, body, body, None, []
         return p, lambda p, x: head(p, body(p, x)), body, head, ["dw", "db"]
     raise ValueError(f"unknown model kind {spec['kind']}")
 
@@ -158,6 +161,21 @@ def loss_with_aux(f):
     return g
 
 
+def proto_loss(forward):
+    """Prototypical networks (protonet.ts): support and query embedded in one batch, prototypes the
+    class means of the support embeddings (sy one-hot [n, ways]), softmax over −‖z_q − c_k‖²."""
+
+    def loss(p, sx, sy, qx, qy):
+        ns = sx.shape[0]
+        z = forward(p, torch.cat([sx, qx], 0))
+        zs, zq = z[:ns], z[ns:]
+        protos = (sy.T @ zs) / sy.sum(0)[:, None]
+        logits = -((zq[:, None, :] - protos[None, :, :]) ** 2).sum(-1)
+        return F.cross_entropy(logits, qy)
+
+    return loss
+
+
 def vmap_task_fn(algorithm, loss, steps, lr, split):
     def adapt(p, sx, sy):
         for _ in range(steps):
@@ -165,7 +183,14 @@ def vmap_task_fn(algorithm, loss, steps, lr, split):
         return p
 
     body, head, head_keys, crit = split
-    if algorithm == "meta-sgd":
+    if algorithm == "protonet":
+        proto = proto_loss(body)
+
+        def task(p, sx, sy, qx, qy):
+            g, l = grad(loss_with_aux(proto), has_aux=True)(p, sx, sy, qx, qy)
+            return g, l, l
+
+    elif algorithm == "meta-sgd":
 
         def task(p, sx, sy, qx, qy):
             pre = loss(p, qx, qy)
@@ -227,6 +252,10 @@ def loop_task(algorithm, loss, steps, lr, split, p, sx, sy, qx, qy):
     with torch.no_grad():
         loss(p, qx, qy)  # pre-adaptation query loss
     body, head, head_keys, crit = split
+    if algorithm == "protonet":
+        theta = {k: v.detach().requires_grad_() for k, v in p.items()}
+        g = torch.autograd.grad(proto_loss(body)(theta, sx, sy, qx, qy), [theta[k] for k in keys])
+        return dict(zip(keys, g))
     if algorithm == "meta-sgd":
         theta = {k: v.detach().requires_grad_() for k, v in p.items()}
         phi = {k: theta[k] for k in model_keys(theta)}
@@ -271,6 +300,7 @@ class Case:
         self.kind = req["kind"]
         self.steps = req["innerSteps"]
         self.lr = req["innerLr"]
+        self.embedding = not req["spec"].get("classifier", True)
         self.params, forward, body, head, head_keys = build(req["spec"])
         self.loss = make_loss(self.kind, forward)
         self.split = (body, head, head_keys, criterion(self.kind))
@@ -283,7 +313,12 @@ class Case:
             qy.append(self.decode_y(t["qy"], t["qxShape"][0]))
         self.sx, self.sy, self.qx, self.qy = sx, sy, qx, qy
         self.SX, self.SY, self.QX, self.QY = (torch.stack(a) for a in (sx, sy, qx, qy))
-        self.vmapped = {a: vmap_task_fn(a, self.loss, self.steps, self.lr, self.split) for a in ALGORITHMS}
+        if self.embedding:  # protonet: one-hot support labels for the prototypes
+            ways = int(max(int(y.max()) for y in sy)) + 1
+            self.sy_onehot = [F.one_hot(y, ways).float() for y in sy]
+            self.SYH = torch.stack(self.sy_onehot)
+        self.algorithms = ("protonet",) if self.embedding else GRADIENT_BASED
+        self.vmapped = {a: vmap_task_fn(a, self.loss, self.steps, self.lr, self.split) for a in self.algorithms}
 
     def decode_y(self, b64, n):
         raw = base64.b64decode(b64)
@@ -294,12 +329,13 @@ class Case:
     def run(self, algorithm, variant):
         """One shard: the per-task contributions summed over the tasks."""
         params = self.alpha_params if algorithm == "meta-sgd" else self.params
+        sy, SY = (self.sy_onehot, self.SYH) if algorithm == "protonet" else (self.sy, self.SY)
         if variant == "vmap":
-            g, _pre, _post = self.vmapped[algorithm](params, self.SX, self.SY, self.QX, self.QY)
+            g, _pre, _post = self.vmapped[algorithm](params, self.SX, SY, self.QX, self.QY)
             return {k: v.sum(0) for k, v in g.items()}
         total = None
         for i in range(len(self.sx)):
-            g = loop_task(algorithm, self.loss, self.steps, self.lr, self.split, params, self.sx[i], self.sy[i], self.qx[i], self.qy[i])
+            g = loop_task(algorithm, self.loss, self.steps, self.lr, self.split, params, self.sx[i], sy[i], self.qx[i], self.qy[i])
             total = g if total is None else {k: total[k] + g[k] for k in g}
         return total
 
@@ -340,12 +376,13 @@ def self_test():
     for spec, kind, xshape in [
         ({"kind": "mlp", "sizes": [4, 8, 8, 3], "batchNorm": True}, "classification", [6, 4]),
         ({"kind": "conv4", "inputShape": [16, 16, 1], "filters": 4, "outputs": 3, "downsample": "maxpool", "batchNorm": True}, "classification", [6, 16, 16, 1]),
+        ({"kind": "conv4", "inputShape": [16, 16, 1], "filters": 4, "outputs": 3, "downsample": "maxpool", "batchNorm": True, "classifier": False}, "classification", [6, 16, 16, 1]),
     ]:
         enc = lambda a: base64.b64encode(np.ascontiguousarray(a).tobytes()).decode()
         tasks = [{"sx": enc(rng.standard_normal(xshape).astype("<f4")), "sxShape": xshape, "sy": enc(rng.integers(0, 3, xshape[0]).astype("<i4")),
                   "qx": enc(rng.standard_normal(xshape).astype("<f4")), "qxShape": xshape, "qy": enc(rng.integers(0, 3, xshape[0]).astype("<i4"))} for _ in range(3)]
         c = Case({"kind": kind, "spec": spec, "innerSteps": 2, "innerLr": 0.1, "tasks": tasks})
-        for a in ALGORITHMS:
+        for a in c.algorithms:
             v, l = c.run(a, "vmap"), c.run(a, "loop")
             err = max(float((v[k] - l[k]).abs().max()) for k in v)
             print(f"{spec['kind']} {a}: max |vmap - loop| = {err:.2e}")

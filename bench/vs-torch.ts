@@ -87,13 +87,13 @@ for (const c of cases) {
     }),
   });
   torchVersion = String(info.torch);
-  for (const algorithm of algorithms) {
+  for (const algorithm of algorithms.filter((a) => c.algorithms.includes(a))) {
     const theta = benchParams(c, algorithm);
     held.push(theta);
     const options = algorithm === "reptile" ? { innerOptimizer: "sgd" } : undefined;
     // One by one, and batched where the learner and model batch (ANIL does not).
     const tfRunners: { label: string; runner: ShardRunner }[] = [false, ...(c.model.forwardBatched ? [true] : [])]
-      .map((batchTasks) => runnerFor({ algorithm, model: c.model, kind: c.family.kind, innerSteps: c.innerSteps, innerLr: c.innerLr, batchTasks, ...(options ? { options } : {}) }))
+      .map((batchTasks) => runnerFor({ algorithm, model: c.model, kind: c.family.kind, innerSteps: c.innerSteps, innerLr: c.innerLr, batchTasks, classes: c.family.outputs, ...(c.config ? { config: c.config } : {}), ...(options ? { options } : {}) }))
       .filter((runner, i) => i === 0 || runner.batched)
       .map((runner) => ({ label: runner.batched ? "batched" : "one-by-one", runner }));
     // MAML and first-order MAML factor an MLP's input kernel when batched (factored-episode.ts);

@@ -187,10 +187,14 @@ export function runnerFor(o: {
   batchTasks?: boolean;
   /** The learner's own options (its schema's defaults otherwise). */
   options?: Record<string, unknown>;
+  /** Classes of a classification task (one-hot width); default the model's outputs (an embedding's are its features). */
+  classes?: number;
+  /** More of the config, where the learner's checks need it (an episodic learner's task and model kind); the runner uses `model` as given. */
+  config?: RunConfigInput;
 }): import("./algorithms/learner.js").ShardRunner {
   const learner = findLearner(o.algorithm);
   if (!learner) throw new Error(`no learner '${o.algorithm}'`);
-  const config = parseRunConfig({ algorithm: o.algorithm, innerSteps: o.innerSteps, innerLr: o.innerLr, batchTasks: o.batchTasks ?? false, ...(o.options ? { [o.algorithm]: o.options } : {}) });
-  const family: TaskFamily = { kind: o.kind, name: "given", inputShape: o.model.inputShape, outputs: o.model.outputs, task: () => { throw new Error("runnerFor: tasks are passed to runShard"); } };
+  const config = parseRunConfig({ ...o.config, algorithm: o.algorithm, innerSteps: o.innerSteps, innerLr: o.innerLr, batchTasks: o.batchTasks ?? false, ...(o.options ? { [o.algorithm]: o.options } : {}) });
+  const family: TaskFamily = { kind: o.kind, name: "given", inputShape: o.model.inputShape, outputs: o.classes ?? o.model.outputs, task: () => { throw new Error("runnerFor: tasks are passed to runShard"); } };
   return learner.shardRunner({ config, hyper: optionsOf(config), model: o.model, train: family, test: family });
 }
