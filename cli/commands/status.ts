@@ -9,13 +9,13 @@ export function registerStatus(program: Command): void {
     .option("--json", "print the status object (see docs/cli.md)")
     .action(async (runId: string, opts: { json?: boolean }) => {
       const [{ describeRun }, { withTemporal }, { printStatus }, sweeps] = await Promise.all([import("../runs.js"), import("../temporal.js"), import("../watch.js"), import("../sweeps.js")]);
-      const sweep = await withTemporal(async (s) => ((await sweeps.isSweep(s, runId)) ? sweeps.describeSweep(s, runId) : undefined));
-      if (sweep) {
-        process.stdout.write(opts.json ? `${JSON.stringify(sweep, null, 2)}\n` : `${sweeps.sweepLines(sweep).join("\n")}\n`);
+      // One connection for both questions: is it a sweep, and what is its (or the run's) state.
+      const got = await withTemporal(async (s) => ((await sweeps.isSweep(s, runId)) ? { kind: "sweep" as const, sweep: await sweeps.describeSweep(s, runId) } : { kind: "run" as const, run: await describeRun(s, runId) }));
+      if (got.kind === "sweep") {
+        process.stdout.write(opts.json ? `${JSON.stringify(got.sweep, null, 2)}\n` : `${sweeps.sweepLines(got.sweep).join("\n")}\n`);
         return;
       }
-      const r = await withTemporal((s) => describeRun(s, runId));
-      if (opts.json) process.stdout.write(`${JSON.stringify(r, null, 2)}\n`);
-      else printStatus(r);
+      if (opts.json) process.stdout.write(`${JSON.stringify(got.run, null, 2)}\n`);
+      else printStatus(got.run);
     });
 }

@@ -23,14 +23,12 @@ export function registerWatch(program: Command): void {
     .action(async (runId: string, opts: { interval: string; json?: boolean }) => {
       const intervalMs = secondsOption("--interval", opts.interval) * 1000;
       const [{ withTemporal }, { exitCodeOf, watchRun }, sweeps] = await Promise.all([import("../temporal.js"), import("../watch.js"), import("../sweeps.js")]);
-      const sweepCode = await withTemporal(async (s) =>
-        (await sweeps.isSweep(s, runId)) ? sweeps.sweepExitCode(await sweeps.watchSweep(s, runId, { json: opts.json, intervalMs, signal: interruptSignal() })) : undefined,
+      // One connection: a sweep is watched as a sweep, anything else as a run.
+      const code = await withTemporal(async (s) =>
+        (await sweeps.isSweep(s, runId))
+          ? sweeps.sweepExitCode(await sweeps.watchSweep(s, runId, { json: opts.json, intervalMs, signal: interruptSignal() }))
+          : exitCodeOf(await watchRun(s, runId, { json: opts.json, intervalMs, signal: interruptSignal() })),
       );
-      if (sweepCode !== undefined) {
-        setExitCode(sweepCode);
-        return;
-      }
-      const final = await withTemporal((s) => watchRun(s, runId, { json: opts.json, intervalMs, signal: interruptSignal() }));
-      setExitCode(exitCodeOf(final));
+      setExitCode(code);
     });
 }
