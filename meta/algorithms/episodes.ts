@@ -8,7 +8,7 @@ import { addScaled, dispose, fromList, names, type Params } from "../params.js";
 import { accuracy, disposeExamples, stackExamples, taskLoss, taskLosses, toTensors, type ExampleTensors } from "../losses.js";
 import type { Task, TaskKind } from "../tasks/types.js";
 import { factorInputKernel, factoredKernelIn, factoringPays } from "./factored-episode.js";
-import type { ShardHooks, ShardResult, TaskMetrics } from "./types.js";
+import type { Episode, ShardHooks, ShardResult, TaskMetrics } from "./types.js";
 
 /**
  * Options every episodic (metric) learner has: its training episodes may differ from the test
@@ -47,29 +47,8 @@ export const CONV4_EPISODIC_RUN = {
   checkpointEvery: 100,
 } as const;
 
-/** A unit of work: one task, or all tasks of a shard stacked along a leading task axis. */
-export interface Episode {
-  count: number;
-  /** Tasks stacked on a leading task axis (examples [T, n, ...]), even when there is one. */
-  batched: boolean;
-  kind: TaskKind;
-  support: ExampleTensors;
-  query: ExampleTensors;
-  /** θ as this episode's forward expects it: unchanged, or tiled to [T, ...]. */
-  expand: (theta: Params) => Params;
-  forward: (p: Params, x: tf.Tensor) => tf.Tensor;
-  /**
-   * Sum a map shaped like this episode's parameters over the task axis (identity when unbatched).
-   * An entry the episode keeps shared across tasks (a factored input kernel) is already that sum.
-   */
-  reduce: (p: Params) => Params;
-  /** One SGD step φ ← φ − α∇L_support(φ) over the names in `keys` (Finn et al. eq. 1); other entries pass through. */
-  step: (keys: readonly string[], phi: Params, lr: number) => Params;
-  /** Tensors the episode built for itself beyond its examples, freed with it. */
-  owned?: tf.Tensor[];
-  /** The tasks, for learners that need their raw examples (e.g. minibatches). */
-  tasks: readonly Task[];
-}
+/** A unit of work (meta/algorithms/types.ts): one task, or all tasks of a shard on a task axis. */
+export type { Episode };
 
 function single(task: Task, model: Model, kind: TaskKind, classes: number): Episode {
   const e: Episode = {

@@ -20,7 +20,7 @@ import type { Model } from "../models.js";
 import { batchMatMul3d } from "../gradients.js";
 import { taskLoss } from "../losses.js";
 import { addScaled, fromList, names, pick, type Params } from "../params.js";
-import type { Episode } from "./episodes.js";
+import type { Episode } from "./types.js";
 
 /** Xs·W per task, [T, n, out]: the support rows' first-layer product before any step. */
 const XW = "~factored/xw:";

@@ -1,6 +1,10 @@
-// What a shard computation hands back (per-task metrics and the sum of contributions) and the hooks it calls.
+// What a shard computation hands back (per-task metrics and the sum of contributions), the hooks it
+// calls, and the episode it computes on (built in episodes.ts, or factored-episode.ts).
+import type * as tf from "@tensorflow/tfjs";
 import type { AdaptationMetrics } from "../../contracts/activities.js";
+import type { ExampleTensors } from "../losses.js";
 import type { Params } from "../params.js";
+import type { Task, TaskKind } from "../tasks/types.js";
 
 /** One task's query-set loss (and accuracy) before and after adaptation (contracts' one metrics type). */
 export type TaskMetrics = AdaptationMetrics;
@@ -56,4 +60,28 @@ export function splitShardBlobMap(m: Params): { sum: Params; data?: Params } {
     else sum[k] = t;
   }
   return Object.keys(data).length ? { sum, data } : { sum };
+}
+
+/** A unit of work: one task, or all tasks of a shard stacked along a leading task axis. */
+export interface Episode {
+  count: number;
+  /** Tasks stacked on a leading task axis (examples [T, n, ...]), even when there is one. */
+  batched: boolean;
+  kind: TaskKind;
+  support: ExampleTensors;
+  query: ExampleTensors;
+  /** θ as this episode's forward expects it: unchanged, or tiled to [T, ...]. */
+  expand: (theta: Params) => Params;
+  forward: (p: Params, x: tf.Tensor) => tf.Tensor;
+  /**
+   * Sum a map shaped like this episode's parameters over the task axis (identity when unbatched).
+   * An entry the episode keeps shared across tasks (a factored input kernel) is already that sum.
+   */
+  reduce: (p: Params) => Params;
+  /** One SGD step φ ← φ − α∇L_support(φ) over the names in `keys` (Finn et al. eq. 1); other entries pass through. */
+  step: (keys: readonly string[], phi: Params, lr: number) => Params;
+  /** Tensors the episode built for itself beyond its examples, freed with it. */
+  owned?: tf.Tensor[];
+  /** The tasks, for learners that need their raw examples (e.g. minibatches). */
+  tasks: readonly Task[];
 }
