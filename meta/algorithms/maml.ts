@@ -40,8 +40,7 @@ export function mamlEpisode(innerSteps: number, innerLr: number, firstOrder: boo
         phi = e.step(keys, phi, innerLr);
         if (!steps.step(i)) steps.rethrow();
       }
-      const adapted = phi;
-      const gq = tf.grads((...vals: tf.Tensor[]) => queryLoss(e, { ...adapted, ...fromList(keys, vals) }, post))(keys.map((k) => adapted[k]!));
+      const gq = tf.grads((...vals: tf.Tensor[]) => queryLoss(e, { ...phi, ...fromList(keys, vals) }, post))(keys.map((k) => phi[k]!));
       result = e.reduce(fromList(keys, gq));
     }
     return { result, metrics: taskMetrics(e, pre, post) };

@@ -11,24 +11,16 @@ import { registerHigherOrderGradients } from "../../meta/gradients.js";
 import { taskLoss, toTensors } from "../../meta/losses.js";
 import { conv4, mlp, type Model } from "../../meta/models.js";
 import { dispose, names, type Params } from "../../meta/params.js";
-import { Rng } from "../../meta/rng.js";
 import { parseRunConfig, resolveRun } from "../../meta/run-config.js";
 import type { Task } from "../../meta/tasks/types.js";
 import { LocalMetaTrainer, NO_DATA } from "../../meta/trainer.js";
 import { dot, randomDirection, shifted, useCpu } from "../helpers/tf.js";
+import { randomTask as task } from "../helpers/classification.js";
 
 before(async () => {
   await useCpu();
   registerHigherOrderGradients();
 });
-
-/** A random `ways`-way task with `shots` support and query examples per class. */
-function task(seed: number, ways: number, shots: number, shape: number[]): Task {
-  const rng = new Rng(seed);
-  const size = shape.reduce((a, b) => a * b, 1);
-  const set = () => ({ x: new Float32Array(ways * shots * size).map(() => rng.next()), xShape: [ways * shots, ...shape], y: new Int32Array(ways * shots).map((_, i) => i % ways) });
-  return { support: set(), query: set(), seed };
-}
 
 /** L_q after k SGD steps of the head alone, written out independently of the learner. */
 function postLoss(model: Model, theta: Params, t: Task, k: number, lr: number): number {
