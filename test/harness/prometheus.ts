@@ -1,10 +1,10 @@
 // Test harness: a real Prometheus (Debian package `prometheus`) on a free loopback port scraping given targets, promtool, and a check that every dashboard panel's PromQL returns data.
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
 import { findExecutable } from "../../cli/executables.js";
+import { freePort } from "./temporal.js";
 
 const INSTALL_HINT = "run `bash scripts/install-services.sh` (it apt-installs Debian's `prometheus`, which brings `promtool`), or set METATRAIN_PROMETHEUS_BIN / METATRAIN_PROMTOOL_BIN";
 
@@ -86,14 +86,8 @@ export interface PrometheusTestServer {
   stop(): Promise<void>;
 }
 
-/** A free TCP port on 127.0.0.1 (bound by the OS, then released). */
-export async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((res, rej) => srv.once("error", rej).listen(0, "127.0.0.1", () => res()));
-  const port = (srv.address() as { port: number }).port;
-  await new Promise<void>((res) => srv.close(() => res()));
-  return port;
-}
+/** The harness's one free-port picker (never the same port twice in a process). */
+export { freePort };
 
 /** The generated prometheus.yml (JSON is valid YAML). */
 export function scrapeConfig(jobs: ScrapeJob[], intervalSeconds: number, ruleFiles: string[]): string {

@@ -78,16 +78,28 @@ export function skipUnlessTemporal(): string | false {
   return `the Temporal CLI (temporal server start-dev) is not installed: ${INSTALL_HINT}`;
 }
 
-/** A TCP port on 127.0.0.1 that was free a moment ago (bound by the OS, then released). */
+/** Ports freePort has handed out in this process: released at once, the OS may offer them again. */
+const handedOut = new Set<number>();
+
+/**
+ * A TCP port on 127.0.0.1 that was free a moment ago (bound by the OS, then released), and never
+ * one this process was given before: two calls in a row (or two stacks started side by side) could
+ * otherwise get the same port back, and a worker refuses one port for two endpoints.
+ */
 export async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((res, rej) => {
-    srv.once("error", rej);
-    srv.listen(0, "127.0.0.1", res);
-  });
-  const port = (srv.address() as { port: number }).port;
-  await new Promise<void>((res) => srv.close(() => res()));
-  return port;
+  for (;;) {
+    const srv = createServer();
+    await new Promise<void>((res, rej) => {
+      srv.once("error", rej);
+      srv.listen(0, "127.0.0.1", res);
+    });
+    const port = (srv.address() as { port: number }).port;
+    await new Promise<void>((res) => srv.close(() => res()));
+    if (!handedOut.has(port)) {
+      handedOut.add(port);
+      return port;
+    }
+  }
 }
 
 /**
