@@ -3,7 +3,7 @@
 // the model allows) and then on PyTorch (bench/torch-reference.py: torch.func + vmap, and one task
 // at a time), so machine load hits every variant alike. Medians per variant; the ratio is PyTorch
 // vmap's time over tfjs's best (≥ 1 means tfjs is at least as fast).
-//   PYTHON=/work/.venv-torch/bin/python node --import tsx bench/vs-torch.ts --backend tfjs-node --rounds 3 --tag before
+//   PYTHON=<python with torch, e.g. a venv with `pip install torch`> node --import tsx bench/vs-torch.ts --backend tfjs-node --rounds 3 --tag before
 //        [--shard 32] [--conv4 true] [--conv4-shard 2] [--cases sinusoid,omniglot-mlp] [--algorithms maml] [--torch-threads 2,1]
 // --torch-threads: PyTorch intra-op thread counts to time, each as its own variant (default 2; on a
 // loaded 2-core machine 1 thread can be the faster PyTorch, and the goals are judged against the best).
@@ -96,11 +96,16 @@ for (const c of cases) {
       .map((batchTasks) => runnerFor({ algorithm, model: c.model, kind: c.family.kind, innerSteps: c.innerSteps, innerLr: c.innerLr, batchTasks, classes: c.family.outputs, ...(c.config ? { config: c.config } : {}), ...(options ? { options } : {}) }))
       .filter((runner, i) => i === 0 || runner.batched)
       .map((runner) => ({ label: runner.batched ? "batched" : "one-by-one", runner }));
-    // MAML and first-order MAML factor an MLP's input kernel when batched (factored-episode.ts);
-    // the same batched episode without factoring is timed beside them, as the "before".
-    if ((algorithm === "maml" || algorithm === "fomaml") && factoringPays(c.model, tasks[0]!.support.xShape[0]!)) {
+    // MAML, first-order MAML and plain-SGD Reptile factor an MLP's input kernel when batched
+    // (factored-episode.ts); the same batched episode without factoring is timed beside them, as the "before".
+    const supportRows = tasks[0]!.support.xShape[0]!;
+    if ((algorithm === "maml" || algorithm === "fomaml") && factoringPays(c.model, supportRows)) {
       const fn = mamlEpisode(c.innerSteps, c.innerLr, algorithm === "fomaml");
       tfRunners.push({ label: UNFACTORED, runner: { batched: true, runShard: (p, ts) => runEpisodes(p, ts, { model: c.model, kind: c.family.kind, batched: true, factorInput: false }, fn) } });
+    }
+    if (algorithm === "reptile" && c.model.forwardBatched && factoringPays(c.model, supportRows)) {
+      // An inner batch as large as the support set: the same whole-set SGD steps, which Reptile factors only when no batch size is set.
+      tfRunners.push({ label: UNFACTORED, runner: runnerFor({ algorithm, model: c.model, kind: c.family.kind, innerSteps: c.innerSteps, innerLr: c.innerLr, batchTasks: true, classes: c.family.outputs, options: { innerOptimizer: "sgd", innerBatchSize: supportRows } }) });
     }
     const variants: Variant[] = [
       ...tfRunners.map(({ label, runner }): Variant => ({
@@ -174,7 +179,8 @@ const table = [
 log(`tensors alive at the end: ${tf.memory().numTensors}`);
 record(`vs-torch-${choice.candidate}-${tag}`, {
   benchmark: "inner loops, tfjs against PyTorch CPU (ms per task, medians over rounds, interleaved)",
-  command: `PYTHON=${python} node --import tsx bench/vs-torch.ts ${process.argv.slice(2).join(" ")}`,
+  // The interpreter by what it is, not where it sits on this machine.
+  command: `PYTHON=<python with torch> node --import tsx bench/vs-torch.ts ${process.argv.slice(2).join(" ")}`,
   backend: choice.backend,
   candidate: choice.candidate,
   torch: torchVersion,

@@ -4,7 +4,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { z } from "zod";
 import type { Model } from "../models.js";
-import { addScaled, dispose, fromList, names, type Params } from "../params.js";
+import { addScaled, dispose, fromList, names, sub, type Params } from "../params.js";
 import { accuracy, disposeExamples, stackExamples, taskLoss, taskLosses, toTensors, type ExampleTensors } from "../losses.js";
 import type { Task, TaskKind } from "../tasks/types.js";
 import { factorInputKernel, factoredKernelIn, factoringPays } from "./factored-episode.js";
@@ -60,6 +60,7 @@ function single(task: Task, model: Model, kind: TaskKind, classes: number): Epis
     expand: (t) => t,
     forward: (p, x) => model.forward(p, x),
     reduce: (p) => p,
+    delta: (phi, theta) => sub(phi, theta),
     step: (keys, phi, lr) => sgdStep(keys, phi, supportLoss(e), lr),
     tasks: [task],
   };
@@ -91,6 +92,7 @@ function batched(tasks: readonly Task[], model: Model, kind: TaskKind, classes: 
       for (const k of names(p)) out[k] = tf.sum(p[k]!, 0);
       return out;
     },
+    delta: (phi, theta) => e.reduce(sub(phi, theta)),
     step: (keys, phi, lr) => sgdStep(keys, phi, supportLoss(e), lr),
     tasks,
   };

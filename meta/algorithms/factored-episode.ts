@@ -14,7 +14,8 @@
 // ops (matMul, BatchMatMul, Add), so MAML's second-order meta-gradient is unchanged.
 //
 // Only plain SGD on the whole support set has this form: learners opt in (MAML, first-order MAML,
-// and test-time SGD adaptation); Meta-SGD's per-weight step sizes and Adam do not.
+// Reptile with its SGD inner loop on whole support sets, and test-time SGD adaptation); Meta-SGD's
+// per-weight step sizes and Adam do not.
 import * as tf from "@tensorflow/tfjs";
 import type { Model } from "../models.js";
 import { batchMatMul3d } from "../gradients.js";
@@ -22,10 +23,12 @@ import { taskLoss } from "../losses.js";
 import { addScaled, fromList, names, pick, type Params } from "../params.js";
 import type { Episode } from "./types.js";
 
+/** The prefix of the entries a factored episode adds to the parameters (model names never start with it). */
+const RESERVED = "~factored/";
 /** Xs·W per task, [T, n, out]: the support rows' first-layer product before any step. */
-const XW = "~factored/xw:";
+const XW = RESERVED + "xw:";
 /** V per task, [T, n, out]: the kernel's change so far is Xsᵀ·V. Absent before the first step. */
-const V = "~factored/v:";
+const V = RESERVED + "v:";
 
 /** The input kernel of `phi` if a factored episode expanded it (so the generic SGD step must not touch it). */
 export function factoredKernelIn(phi: Params, keys: readonly string[]): string | undefined {
@@ -86,6 +89,19 @@ export function factorInputKernel(e: Episode, model: Model): Episode {
     reduce(p) {
       const out: Params = {};
       for (const k of names(p)) out[k] = k === W ? p[k]! : tf.sum(p[k]!, 0);
+      return out;
+    },
+    // Σ_t (W_t − W) = Σ_t Xs_tᵀ·V_t: one matMul over all tasks' support rows.
+    delta(phi, theta) {
+      const out: Params = {};
+      for (const k of names(theta)) {
+        if (k.startsWith(RESERVED)) continue;
+        if (k !== W) out[k] = tf.sum(tf.sub(phi[k]!, theta[k]!), 0);
+        else {
+          const v = phi[V + W];
+          out[k] = v ? tf.matMul(xsFlat, tf.reshape(v, [T * ns, v.shape[2]!]), true, false) : tf.zerosLike(theta[k]!);
+        }
+      }
       return out;
     },
     step(keys, phi, lr) {

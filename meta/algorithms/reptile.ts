@@ -6,9 +6,10 @@ import { z } from "zod";
 import { evaluateWith, type AdaptAndMeasure } from "../evaluate.js";
 import type { OuterOptimizer } from "../optimizers.js";
 import { taskLoss } from "../losses.js";
-import { addScaled, fromList, names, sub, type Params } from "../params.js";
+import { addScaled, fromList, names, pick, type Params } from "../params.js";
 import { Rng } from "../rng.js";
 import { abortableSteps, queryLoss, taskMetrics, type Episode, type EpisodeFn, type QueryReadout } from "./episodes.js";
+import { factoredKernelIn } from "./factored-episode.js";
 import { defineLearner, type LearnerSetup } from "./learner.js";
 import { episodeRunner } from "./maml.js";
 
@@ -114,10 +115,28 @@ function minibatch(e: Episode, idx: number[][]): { x: tf.Tensor; y: tf.Tensor } 
   return { x: tf.gather(e.support.x, i, 1, 1), y: tf.gather(e.support.y, i, 1, 1) };
 }
 
-/** `steps` inner steps of Reptile's inner loop from `phi`, minibatches of `batch` (calls `each` after every step). */
-function innerLoop(e: Episode, phi: Params, hyper: ReptileOptions, lr: number, batch: number | undefined, steps: number, each: (i: number, phi: Params) => boolean): Params {
-  const keys = names(phi);
+/** Whether the inner loop is plain SGD on the whole support set every step (`batch` examples of `n`): then it steps by `e.step`. */
+function wholeSetSgd(hyper: ReptileOptions, batch: number | undefined, n: number): boolean {
+  return hyper.innerOptimizer === "sgd" && (batch === undefined || batch >= n);
+}
+
+/**
+ * `steps` inner steps of Reptile's inner loop on the names `keys` of `phi`, minibatches of `batch`
+ * (calls `each` after every step). Plain SGD on the whole support set steps by the episode's own
+ * SGD step, so a batched episode may factor the input kernel (factored-episode.ts); a minibatch
+ * is a permutation of the whole set then, the same set every step, and is not gathered.
+ */
+function innerLoop(e: Episode, keys: readonly string[], phi: Params, hyper: ReptileOptions, lr: number, batch: number | undefined, steps: number, each: (i: number, phi: Params) => boolean): Params {
   const n = e.tasks[0]!.support.xShape[0]!;
+  if (wholeSetSgd(hyper, batch, n)) {
+    for (let i = 0; i < steps; i++) {
+      phi = e.step(keys, phi, lr);
+      if (!each(i, phi)) break;
+    }
+    return phi;
+  }
+  const factored = factoredKernelIn(phi, keys);
+  if (factored) throw new Error(`reptile: '${factored}' is factored, which only plain SGD on the whole support set allows; build the episode without factorInput`);
   const b = batch ?? n;
   // One permutation stream per task: a task's batches do not depend on what shard it is in.
   const perTask = e.tasks.map((t) => minibatchIndices(t.seed, n, b, steps));
@@ -125,8 +144,8 @@ function innerLoop(e: Episode, phi: Params, hyper: ReptileOptions, lr: number, b
   for (let i = 0; i < steps; i++) {
     const mb = minibatch(e, perTask.map((p) => p[i]!));
     const cur = phi;
-    const g = tf.grads((...vals: tf.Tensor[]) => taskLoss(e.kind, e.forward(fromList(keys, vals), mb.x), mb.y))(keys.map((k) => cur[k]!));
-    phi = opt.step(cur, fromList(keys, g));
+    const g = tf.grads((...vals: tf.Tensor[]) => taskLoss(e.kind, e.forward({ ...cur, ...fromList(keys, vals) }, mb.x), mb.y))(keys.map((k) => cur[k]!));
+    phi = { ...cur, ...opt.step(pick(cur, keys), fromList(keys, g)) };
     if (!each(i, phi)) break;
   }
   return phi;
@@ -140,10 +159,10 @@ function reptileEpisode(s: LearnerSetup<ReptileOptions>): EpisodeFn {
     const post: QueryReadout = { loss: [], accuracy: [] };
     const thetaE = e.expand(theta);
     queryLoss(e, thetaE, pre);
-    const phi = innerLoop(e, thetaE, s.hyper, innerLr, s.hyper.innerBatchSize, innerSteps, (i) => steps.step(i));
+    const phi = innerLoop(e, names(theta), thetaE, s.hyper, innerLr, s.hyper.innerBatchSize, innerSteps, (i) => steps.step(i));
     steps.rethrow();
     queryLoss(e, phi, post);
-    return { result: e.reduce(sub(phi, thetaE)), metrics: taskMetrics(e, pre, post) };
+    return { result: e.delta(phi, thetaE), metrics: taskMetrics(e, pre, post) };
   };
 }
 
@@ -169,7 +188,7 @@ function reptileAdaptation(s: LearnerSetup<ReptileOptions>): AdaptAndMeasure {
     const thetaE = e.expand(params);
     measure(0, thetaE);
     const maxSteps = steps[steps.length - 1] ?? 0;
-    if (maxSteps > 0) innerLoop(e, thetaE, s.hyper, s.config.innerLr, batch, maxSteps, (i, phi) => (measure(i + 1, phi), true));
+    if (maxSteps > 0) innerLoop(e, names(params), thetaE, s.hyper, s.config.innerLr, batch, maxSteps, (i, phi) => (measure(i + 1, phi), true));
   };
 }
 
@@ -184,11 +203,13 @@ export const reptile = defineLearner<ReptileOptions>({
   trainTask: (config, hyper) => (hyper.trainShots !== undefined && config.task.family !== "sinusoid" ? { shots: hyper.trainShots, queryShots: 1 } : hyper.trainShots !== undefined ? { shots: hyper.trainShots } : {}),
   init: (s, seed) => s.model.init(seed),
   outer: (s) => reptileOuter(s.hyper, s.config.iterations),
-  shardRunner: (s) => episodeRunner(s, reptileEpisode(s), true),
+  // Plain SGD on whole support sets (no innerBatchSize) is a rank-n change of the input kernel: factor it.
+  shardRunner: (s) => episodeRunner(s, reptileEpisode(s), true, { factorInput: s.hyper.innerOptimizer === "sgd" && s.hyper.innerBatchSize === undefined }),
   evaluate: (s, params, o) =>
     evaluateWith(s.model, s.test, params, o, reptileAdaptation(s), {
       // One-at-a-time prediction runs task by task; its batch statistics are the support set's plus one query.
       batchable: s.hyper.transductive,
+      factorInput: s.hyper.innerOptimizer === "sgd" && (s.hyper.evalInnerBatchSize ?? s.hyper.innerBatchSize) === undefined,
       ...(s.hyper.transductive || s.model.batchNorm === "none" ? {} : { batchNorm: "per-example" as const }),
     }),
   presets: [

@@ -78,6 +78,11 @@ export interface Episode {
    * An entry the episode keeps shared across tasks (a factored input kernel) is already that sum.
    */
   reduce: (p: Params) => Params;
+  /**
+   * Σ over tasks of φ − θ, in θ's names, for θ as `expand` gave it and φ reached from it by `step`
+   * (Reptile's contribution). A factored input kernel's is Σ_t Xs_tᵀ·V_t, without per-task copies.
+   */
+  delta: (phi: Params, theta: Params) => Params;
   /** One SGD step φ ← φ − α∇L_support(φ) over the names in `keys` (Finn et al. eq. 1); other entries pass through. */
   step: (keys: readonly string[], phi: Params, lr: number) => Params;
   /** Tensors the episode built for itself beyond its examples, freed with it. */
