@@ -66,15 +66,20 @@ export function anilEpisode(split: ModelSplit, innerSteps: number, innerLr: numb
     const steps = abortableSteps(hooks, firstTask);
     const pre: QueryReadout = { loss: [], accuracy: [] };
     const post: QueryReadout = { loss: [], accuracy: [] };
-    queryLossOf(e, view.head(view.heads(theta), view.body(theta, e.query.x)), pre);
+    // The query features are the body's at θ before and after adaptation (only the head adapts), so
+    // each tape below computes them once and reads the "before" metrics from them too: the body's
+    // forward over the query set is most of an episode. The "before" ops are taped but do not lead
+    // to the loss differentiated, so they add nothing to the gradient.
     let result: Params;
     if (!firstOrder) {
       // Second order: the query loss through the head's steps and through the body's features.
       // The body's weights are shared by the episode's tasks, so their gradient is already the sum.
       const f = (...vals: tf.Tensor[]) => {
         const p = fromList(keys, vals);
+        const fq = view.body(p, e.query.x);
+        queryLossOf(e, view.head(view.heads(p), fq), pre);
         const head = adaptHead(split, view, e, p, view.body(p, e.support.x), innerLr, innerSteps, (i) => steps.step(i));
-        return queryLossOf(e, view.head(head, view.body(p, e.query.x)), post);
+        return queryLossOf(e, view.head(head, fq), post);
       };
       result = fromList(keys, tf.grads(f)(keys.map((k) => theta[k]!)));
       steps.rethrow();
@@ -85,7 +90,9 @@ export function anilEpisode(split: ModelSplit, innerSteps: number, innerLr: numb
       const at = { ...theta, ...head };
       const g = tf.grads((...vals: tf.Tensor[]) => {
         const p = fromList(keys, vals);
-        return queryLossOf(e, view.head(pick(p, split.headKeys), view.body(p, e.query.x)), post);
+        const fq = view.body(p, e.query.x);
+        queryLossOf(e, view.head(view.heads(theta), fq), pre);
+        return queryLossOf(e, view.head(pick(p, split.headKeys), fq), post);
       })(keys.map((k) => at[k]!));
       result = view.reduce(fromList(keys, g));
     }

@@ -41,6 +41,36 @@ export function factoringPays(model: Model, supportRows: number): boolean {
   return supportRows < model.inputShape.reduce((a, b) => a * b, 1);
 }
 
+/** What tfjs's engine says of gradient recording (its public API has no such question). */
+interface TapeState {
+  gradientDepth: number;
+  kernelDepth: number;
+  activeTape: unknown;
+}
+
+/**
+ * Xq·W of the shared kernel, computed once and reused while W is the same tensor: the query
+ * readouts before and after adaptation (and every recorded step at test time) read the same
+ * product, [T·nq, d]·[d, out] — for Omniglot 2,400 × 784 × 256, the largest product of an episode.
+ * A product serves a gradient only on the tape that recorded it: one computed before a tf.grads
+ * began (or on another tape) is not on that tape, so W's gradient through it would be lost; then
+ * it is computed again. With no tape recording, any product of the same W serves. Products are
+ * kept (a gradient's forward tidy would free them) and freed with the episode (`owned`).
+ */
+function queryProductCache(xq: tf.Tensor, T: number, nq: number, owned: tf.Tensor[]): (w: tf.Tensor) => tf.Tensor {
+  let cached: { w: tf.Tensor; tape: unknown; product: tf.Tensor } | undefined;
+  return (w) => {
+    const st = (tf.engine() as unknown as { state: TapeState }).state;
+    const taping = st.gradientDepth > 0 && st.kernelDepth === 0;
+    const tape = taping ? st.activeTape : null;
+    if (cached && cached.w === w && !w.isDisposed && !cached.product.isDisposed && (!taping || cached.tape === tape)) return cached.product;
+    const product = tf.keep(tf.tidy(() => tf.reshape(tf.matMul(xq, w), [T, nq, w.shape[1]!])));
+    owned.push(product);
+    cached = { w, tape, product };
+    return product;
+  };
+}
+
 /**
  * `e` (a task-batched episode of `model`) with the model's input kernel kept shared and each task's
  * change to it factored. Owns the flattened inputs and Gram matrices it builds (disposeEpisode frees them).
@@ -56,8 +86,10 @@ export function factorInputKernel(e: Episode, model: Model): Episode {
   const xs = tf.reshape(xsFlat, [T, ns, d]);
   const gs = batchMatMul3d(xs, xs, false, true); // [T, ns, ns]
   const gq = tf.tidy(() => batchMatMul3d(tf.reshape(xqFlat, [T, nq, d]), xs, false, true)); // [T, nq, ns]
-  const owned = [xsFlat, xqFlat, xs, gs, gq];
+  // Freed with the episode; the query products cached below join it as they are made.
+  const owned = [...(e.owned ?? []), xsFlat, xqFlat, xs, gs, gq];
 
+  const queryXW = queryProductCache(xqFlat, T, nq, owned);
   const shared = (p: Params): tf.Tensor => {
     if (!(XW + W in p)) throw new Error(`factored episode: the parameters were not expanded by this episode (no '${XW + W}'); build them with e.expand and keep its entries`);
     return p[W]!;
@@ -68,17 +100,16 @@ export function factorInputKernel(e: Episode, model: Model): Episode {
     const v = p[V + W];
     if (x === e.support.x) return v ? tf.add(p[XW + W]!, batchMatMul3d(gs, v)) : p[XW + W]!;
     const n = x.shape[1]!;
-    const flat = x === e.query.x ? xqFlat : tf.reshape(x, [T * n, d]);
-    const xw = tf.reshape(tf.matMul(flat, w), [T, n, w.shape[1]!]);
+    const xw = x === e.query.x ? queryXW(w) : tf.reshape(tf.matMul(tf.reshape(x, [T * n, d]), w), [T, n, w.shape[1]!]);
     if (!v) return xw;
-    const gram = x === e.query.x ? gq : batchMatMul3d(tf.reshape(flat, [T, n, d]), xs, false, true);
+    const gram = x === e.query.x ? gq : batchMatMul3d(tf.reshape(x, [T, n, d]), xs, false, true);
     return tf.add(xw, batchMatMul3d(gram, v));
   };
   const forward = (p: Params, x: tf.Tensor) => model.forwardBatched!(p, x, inputProduct(p, x));
 
   return {
     ...e,
-    owned: [...(e.owned ?? []), ...owned],
+    owned,
     expand(theta) {
       const w = theta[W]!;
       const tiled = e.expand(pick(theta, names(theta).filter((k) => k !== W)));

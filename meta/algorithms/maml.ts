@@ -21,7 +21,6 @@ export function mamlEpisode(innerSteps: number, innerLr: number, firstOrder: boo
     const pre: QueryReadout = { loss: [], accuracy: [] };
     const post: QueryReadout = { loss: [], accuracy: [] };
     const thetaE = e.expand(theta);
-    queryLoss(e, thetaE, pre);
     let result;
     if (!firstOrder) {
       const f = (...vals: tf.Tensor[]) => {
@@ -43,6 +42,9 @@ export function mamlEpisode(innerSteps: number, innerLr: number, firstOrder: boo
       const gq = tf.grads((...vals: tf.Tensor[]) => queryLoss(e, { ...phi, ...fromList(keys, vals) }, post))(keys.map((k) => phi[k]!));
       result = e.reduce(fromList(keys, gq));
     }
+    // The "before" readout comes last: a factored episode reuses the query product its tape made
+    // (factored-episode.ts); one made first, outside the tape, could not serve the gradient.
+    queryLoss(e, thetaE, pre);
     return { result, metrics: taskMetrics(e, pre, post) };
   };
 }

@@ -134,6 +134,14 @@ test("batched ANIL (second and first order) and its batched evaluation equal one
       x.forEach((v, i) => assert.ok(Math.abs(v - y[i]!) <= 1e-4 * (1 + Math.abs(v)), `${firstOrder ? "first" : "second"} order ${k}[${i}]: ${v} vs ${y[i]}`));
     }
     one.metrics.forEach((m, i) => assert.ok(Math.abs(m.postLoss - many.metrics[i]!.postLoss) < 1e-5 * (1 + m.postLoss), `task ${i} post-loss`));
+    // The "before" metrics are read off the query features the tape computes: they must be the
+    // plain forward's query loss at θ (no step), here written out with the unbatched model.
+    tasks.forEach((t, i) => {
+      const want = postLoss(model, theta, t, 0, 0.5);
+      for (const [how, m] of [["one by one", one.metrics[i]!], ["batched", many.metrics[i]!]] as const) {
+        assert.ok(Math.abs(m.preLoss - want) <= 1e-5 * (1 + want), `${firstOrder ? "first" : "second"} order, ${how}, task ${i} pre-loss: ${m.preLoss} vs ${want}`);
+      }
+    });
     dispose(one.sum, many.sum);
   }
   dispose(theta);

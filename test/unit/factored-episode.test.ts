@@ -70,6 +70,9 @@ test("factored batched MAML and first-order MAML equal one task at a time, to fl
     }
     a.metrics.forEach((m, i) => {
       assert.ok(Math.abs(m.postLoss - b.metrics[i]!.postLoss) < 1e-4 * (1 + m.postLoss), `${algorithm} task ${i} post-loss`);
+      // The "before" readout reuses the query product the gradient's tape made: the query loss at θ.
+      const want = postLoss(model, theta, tasks[i]!, 0, 0.4);
+      assert.ok(Math.abs(b.metrics[i]!.preLoss - want) <= 1e-5 * (1 + want), `${algorithm} task ${i} pre-loss: ${b.metrics[i]!.preLoss} vs ${want}`);
       assert.equal(m.postAccuracy, b.metrics[i]!.postAccuracy);
     });
     dispose(a.sum, b.sum);
@@ -171,6 +174,54 @@ test("factored test-time adaptation equals one task at a time, and leaks nothing
   // Adapting changes the predictions: three steps at α = 0.4 fit the 5 support images, so the
   // query loss after them differs from before (the test would pass vacuously if e.step did nothing).
   assert.notEqual(one.results[2]!.loss.mean, one.results[0]!.loss.mean);
+  dispose(theta);
+});
+
+test("the query product Xq·W is made once per episode: the readouts before and after share it, and so do test-time steps", async () => {
+  // 4 tasks × 15 query rows (3 per class) of 36 inputs against the [36, 12] kernel: the product is
+  // a MatMul of [60, 36] by [36, 12] (the support product is [20, 36] by [36, 12]). The readouts at θ and after adaptation multiply by the same W (only the
+  // factor V changes), so first-order MAML and Reptile make it once, on the tape of the query
+  // gradient for first-order MAML (else W's gradient through it would be lost — the equality
+  // test above checks the values). Evaluation at 0, 1 and 3 steps makes it once per chunk.
+  const theta = model.init(7);
+  const withQueries = (seed: number): Task => ({ ...randomTask(seed, 5, 1, [6, 6, 1]), query: randomTask(seed + 100, 5, 3, [6, 6, 1]).support });
+  const tasks = [0, 1, 2, 3].map((i) => withQueries(60 + i));
+  const isProduct = (k: { name: string; inputShapes: (number[] | null)[] }) =>
+    k.name === "BatchMatMul" && JSON.stringify(k.inputShapes) === JSON.stringify([[60, 36], [36, 12]]);
+  for (const algorithm of ["fomaml", "reptile"] as const) {
+    const runner = runnerFor({ algorithm, model, kind: "classification", innerSteps: 2, innerLr: 0.4, batchTasks: true });
+    const prof = await tf.profile(async () => dispose((await runner.runShard(theta, tasks)).sum));
+    assert.equal(prof.kernels.filter(isProduct).length, 1, `${algorithm}: query products made`);
+  }
+  const family: TaskFamily = { kind: "classification", name: "random-6x6", inputShape: [6, 6, 1], outputs: 5, task: (seed, _split, _it, i) => withQueries(seed * 1000 + i) };
+  const prof = await tf.profile(async () => void (await evaluate(model, family, theta, { tasks: 4, steps: [0, 1, 3], innerLr: 0.4, seed: 2, batch: 4 })));
+  assert.equal(prof.kernels.filter(isProduct).length, 1, "evaluation: query products made");
+  dispose(theta);
+});
+
+test("a query product made before a gradient's tape began is not reused on it (W's gradient through it would be lost)", () => {
+  // The query loss's gradient with respect to the shared kernel W, on a fresh episode and on one
+  // whose query product was made (and cached) by a readout outside any tape: they must be equal.
+  // If the cached product were reused on the tape, W's gradient would lack the Xqᵀ·δ term.
+  const theta = model.init(8);
+  const W = "dense0/kernel";
+  const gradW = (readFirst: boolean): Float32Array => {
+    const e = episodeOf(tasks, model, "classification", true, 5, true);
+    try {
+      return tf.tidy(() => {
+        const p = e.expand(theta);
+        if (readFirst) e.forward(p, e.query.x);
+        const [g] = tf.grads((w: tf.Tensor) => taskLoss("classification", e.forward({ ...p, [W]: w }, e.query.x), e.query.y))([p[W]!]);
+        return g!.dataSync() as Float32Array;
+      });
+    } finally {
+      disposeEpisode(e);
+    }
+  };
+  const fresh = gradW(false);
+  const afterRead = gradW(true);
+  assert.ok(fresh.some((x) => Math.abs(x) > 1e-4), "W has a gradient through the query product");
+  fresh.forEach((x, i) => assert.equal(afterRead[i], x, `dW[${i}]`));
   dispose(theta);
 });
 
