@@ -13,7 +13,7 @@ import { findPreset } from "../meta/algorithms/registry.js";
 import { deriveSeed, Stream } from "../meta/rng.js";
 import { LocalMetaTrainer } from "../meta/trainer.js";
 import { resolveRun, type ResolvedRun } from "../meta/run-config.js";
-import { arg, log, machine, numArg, record, setupBackend } from "./common.js";
+import { arg, log, machine, median, numArg, record, setupBackend } from "./common.js";
 
 const presetName = arg("preset", "") || `omniglot-5w1s-${arg("algorithm", "maml")}-${arg("model", "mlp")}`;
 const preset = findPreset(presetName);
@@ -29,13 +29,21 @@ const base = resolveConfig({ preset: presetName, set: [...sets, `seed=${seed}`] 
 const evalSteps = arg("eval-steps", "").split(",").filter(Boolean).map(Number);
 const steps = evalSteps.length ? evalSteps : [...new Set([0, 1, base.evalSteps])];
 
-// Calibrate: time a few iterations on a throwaway trainer to size the run (Reptile's annealing
-// needs the total number of iterations up front).
+// Calibrate: time iterations on a throwaway trainer to size the run (Reptile's annealing needs
+// the total number of iterations up front). The first few are slower than the rest (kernel
+// set-up, caches warming): three are left out, then the median of up to 10 (or of those in 30 s,
+// at least 3). The mean of three after one warm-up had overestimated the steady cost by up to
+// 1.65×, so 12-minute runs ended after 7 to 11 minutes.
 const probe = new LocalMetaTrainer({ ...base, iterations: 1000 }, FILE_DATA);
-await probe.step();
-const tc = performance.now();
 for (let i = 0; i < 3; i++) await probe.step();
-const msPerIt = (performance.now() - tc) / 3;
+const probeTimes: number[] = [];
+const probeStart = performance.now();
+while (probeTimes.length < 10 && (probeTimes.length < 3 || performance.now() - probeStart < 30_000)) {
+  const tc = performance.now();
+  await probe.step();
+  probeTimes.push(performance.now() - tc);
+}
+const msPerIt = median(probeTimes);
 probe.dispose();
 const iterations = Math.max(1, Math.floor((minutes * 60_000) / msPerIt));
 const config = { ...base, iterations };
