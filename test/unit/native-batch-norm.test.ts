@@ -1,0 +1,141 @@
+// Batch norm on tfjs-node's native backend (meta/batch-norm.ts): one task's batch norm runs as
+// TensorFlow's FusedBatchNorm, and its gradient as FusedBatchNormGrad where nothing differentiates
+// the gradient again; under an open tape (MAML's inner step) the differentiable formula stays.
+// Each is checked against the textbook formula in plain tfjs ops on the same backend. These tests
+// need the native backend (`npm run setup:native`, which .ci/run does); without it they are
+// skipped, unless METATRAIN_REQUIRE_NATIVE=1 (set by .ci/run), when they fail.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import * as tf from "@tensorflow/tfjs";
+import { selectBackend } from "../../meta/backend.js";
+import { batchNorm, BN_EPS } from "../../meta/batch-norm.js";
+import { Rng } from "../../meta/rng.js";
+
+// Decided before the tests are declared, so a missing backend shows as skipped with its reason.
+let native: string | undefined;
+try {
+  await selectBackend("tfjs-node", {});
+  native = tf.getBackend();
+} catch (e) {
+  if (process.env.METATRAIN_REQUIRE_NATIVE === "1") throw e;
+}
+const opts = () => ({ skip: native === "tensorflow" ? false : "the native backend is not installed (npm run setup:native)" });
+
+/** The textbook batch norm over all axes but the last, in plain tfjs ops (autodiff through them). */
+function textbook(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor): tf.Tensor {
+  const axes = x.shape.slice(0, -1).map((_, i) => i);
+  const { mean, variance } = tf.moments(x, axes, true);
+  return tf.add(tf.mul(tf.div(tf.sub(x, mean), tf.sqrt(tf.add(variance, BN_EPS))), gamma), beta);
+}
+
+function random(shape: number[], seed: number, scale = 1, shift = 0): tf.Tensor {
+  const rng = new Rng(seed);
+  const n = shape.reduce((a, b) => a * b, 1);
+  return tf.tensor(Float32Array.from({ length: n }, () => shift + scale * rng.normal()), shape);
+}
+
+/** Counts the native ops the backend runs by name while `f` runs. */
+function countingNativeOps<T>(f: () => T): { result: T; calls: Map<string, number> } {
+  const be = tf.backend() as unknown as { executeMultipleOutputs: (name: string, ...rest: unknown[]) => unknown };
+  const original = be.executeMultipleOutputs;
+  const calls = new Map<string, number>();
+  be.executeMultipleOutputs = function (this: unknown, name: string, ...rest: unknown[]) {
+    calls.set(name, (calls.get(name) ?? 0) + 1);
+    return original.call(this, name, ...rest);
+  };
+  try {
+    return { result: f(), calls };
+  } finally {
+    be.executeMultipleOutputs = original;
+  }
+}
+
+/** |a − b| ≤ tol·(1 + |b|) everywhere. */
+function close(a: tf.Tensor, b: tf.Tensor, tol: number, what: string): void {
+  const x = a.dataSync();
+  const y = b.dataSync();
+  assert.deepEqual(a.shape, b.shape, `${what}: shapes`);
+  x.forEach((v, i) => assert.ok(Math.abs(v - y[i]!) <= tol * (1 + Math.abs(y[i]!)), `${what}[${i}]: ${v} vs ${y[i]}`));
+}
+
+// Shapes: a Conv4 activation of one task (NHWC) and an MLP's hidden layer ([rows, features]).
+const CASES: { name: string; shape: number[] }[] = [
+  { name: "conv [20, 7, 7, 16]", shape: [20, 7, 7, 16] },
+  { name: "dense [15, 24]", shape: [15, 24] },
+];
+
+test("forward: FusedBatchNorm gives the textbook values, and is what runs", opts(), () => {
+  // Tolerance: the fused kernel sums in another order; values of size ~3 (x̂·γ + β with |x̂| ≲ 3)
+  // agree to float32 rounding of the mean and variance, ~1e-6 relative, so 1e-5.
+  for (const { name, shape } of CASES) {
+    const C = shape[shape.length - 1]!;
+    const x = random(shape, 1, 2, 0.5);
+    const gamma = random([C], 2, 0.3, 1);
+    const beta = random([C], 3);
+    const before = tf.memory().numTensors;
+    const { result: y, calls } = countingNativeOps(() => batchNorm(x, gamma, beta, shape.slice(0, -1).map((_, i) => i)));
+    assert.equal(calls.get("FusedBatchNorm"), 1, `${name}: FusedBatchNorm ran`);
+    assert.equal(tf.memory().numTensors, before + 1, `${name}: only y is left`);
+    const want = textbook(x, gamma, beta);
+    close(y, want, 1e-5, `${name} y`);
+    tf.dispose([x, gamma, beta, y, want]);
+  }
+});
+
+test("gradient: FusedBatchNormGrad gives the textbook gradient for x, γ and β when nothing differentiates it again", opts(), () => {
+  // L = Σ y·w for a random w; the gradients are those of the formula in plain ops, to 1e-4
+  // relative (the γ and β gradients are sums over all rows, of size ~10–100).
+  for (const { name, shape } of CASES) {
+    const C = shape[shape.length - 1]!;
+    const axes = shape.slice(0, -1).map((_, i) => i);
+    const x = random(shape, 4, 1.5, -0.2);
+    const gamma = random([C], 5, 0.3, 1);
+    const beta = random([C], 6);
+    const w = random(shape, 7);
+    const loss = (bn: (a: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => tf.Tensor) => (a: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(bn(a, g, b), w));
+    const before = tf.memory().numTensors;
+    const { result: got, calls } = countingNativeOps(() => tf.grads(loss((a, g, b) => batchNorm(a, g, b, axes)))([x, gamma, beta]));
+    assert.equal(calls.get("FusedBatchNormGrad"), 1, `${name}: FusedBatchNormGrad ran`);
+    assert.equal(tf.memory().numTensors, before + 3, `${name}: only the three gradients are left`);
+    const want = tf.grads(loss(textbook))([x, gamma, beta]);
+    ["x", "γ", "β"].forEach((what, i) => close(got[i]!, want[i]!, 1e-4, `${name} ∂L/∂${what}`));
+    tf.dispose([x, gamma, beta, w, ...got, ...want]);
+  }
+});
+
+test("second order: under an open tape the gradient is the differentiable formula, and MAML's meta-gradient through it is the textbook one", opts(), () => {
+  // A MAML-shaped problem: one SGD step on γ with the inner loss Σ BN(x; γ, β)·w, then the outer
+  // loss Σ BN(x; γ', β)² differentiated w.r.t. the initial γ (through the inner gradient: second
+  // order). The native gradient kernel has no gradient, so it must not run inside the tape; the
+  // result must match the same computation in plain ops, to 1e-4 relative.
+  const shape = [12, 5, 5, 8];
+  const axes = [0, 1, 2];
+  const x = random(shape, 8, 1.2, 0.3);
+  const gamma = random([8], 9, 0.3, 1);
+  const beta = random([8], 10);
+  const w = random(shape, 11);
+  const meta = (bn: (a: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => tf.Tensor) => (g0: tf.Tensor) => {
+    const [gg] = tf.grads((g: tf.Tensor) => tf.sum(tf.mul(bn(x, g, beta), w)))([g0]);
+    const g1 = tf.sub(g0, tf.mul(gg!, 0.1));
+    return tf.sum(tf.square(bn(x, g1, beta)));
+  };
+  const { result: got, calls } = countingNativeOps(() => tf.grads(meta((a, g, b) => batchNorm(a, g, b, axes)))([gamma]));
+  // The outer backward runs with no tape open, so the forward batch norms' gradients are native;
+  // the inner one, taped for the outer gradient, is the formula: 2 forward nodes → 1 native grad.
+  assert.equal(calls.get("FusedBatchNormGrad"), 1, "the native gradient ran only outside the tape");
+  const want = tf.grads(meta(textbook))([gamma]);
+  close(got[0]!, want[0]!, 1e-4, "meta-gradient ∂/∂γ");
+  assert.ok(Math.abs(got[0]!.dataSync()[0]!) > 1e-3, "a non-trivial meta-gradient");
+  tf.dispose([x, gamma, beta, w, ...got, ...want]);
+});
+
+test("task-batched batch norm (per-task axes) keeps the formula: FusedBatchNorm normalises over all rows", opts(), () => {
+  const x = random([3, 6, 4], 12);
+  const gamma = random([3, 1, 4], 13, 0.2, 1);
+  const beta = random([3, 1, 4], 14);
+  const { result: y, calls } = countingNativeOps(() => batchNorm(x, gamma, beta, [1]));
+  assert.equal(calls.get("FusedBatchNorm"), undefined);
+  // Task 0's rows alone, through the textbook formula.
+  const want = textbook(tf.reshape(tf.slice(x, [0, 0, 0], [1, 6, 4]), [6, 4]), tf.reshape(tf.slice(gamma, [0, 0, 0], [1, 1, 4]), [4]), tf.reshape(tf.slice(beta, [0, 0, 0], [1, 1, 4]), [4]));
+  close(tf.reshape(tf.slice(y, [0, 0, 0], [1, 6, 4]), [6, 4]), want, 1e-5, "task 0");
+});
