@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Optional: install the native TensorFlow backend for TensorFlow.js (`@tensorflow/tfjs-node`).
+# Install the native TensorFlow backend for TensorFlow.js (`@tensorflow/tfjs-node`).
 #
 # tfjs-node's own install script downloads a prebuilt libtensorflow and a prebuilt binding
 # from Google storage, which is unreachable here. Instead this script:
@@ -11,7 +11,8 @@
 #   4. checks that `import('@tensorflow/tfjs-node')` gives a working `tensorflow` backend.
 # Everything downloaded or built is cached under .cache/native/ (gitignored), so re-runs,
 # including after `npm ci` wiped node_modules, take seconds and need no network.
-# Nothing in `npm ci`, the build or the tests needs this. See docs/native-backend.md.
+# `npm ci` and the build do not need this; the README's test command and CI run it, for the
+# native tests. See docs/native-backend.md.
 #
 # Environment overrides (defaults are the tested combination):
 #   TFJS_NODE_VERSION  (4.22.0)   TF_WHEEL_VERSION (2.15.1)   TF_WHEEL_PYTHON (3.10)
