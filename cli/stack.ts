@@ -2,7 +2,7 @@
 // in role `all` (a child process), and a filesystem store, all under one directory.
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { createWriteStream, mkdirSync, readFileSync, unlinkSync, writeFileSync } from "node:fs";
-import { createConnection } from "node:net";
+import { createConnection, createServer } from "node:net";
 import { delimiter, join, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { Connection } from "@temporalio/client";
@@ -234,6 +234,25 @@ export interface LocalStack {
 // From the sources or from the compiled dist/ alike (storage's walk up to package.json).
 const BIN = join(repoRoot(), "bin", "metatrain.mjs");
 
+/**
+ * A port on `ip` the OS calls free, other than `avoid`: the dev server's HTTP API port. Left to
+ * itself, `temporal server start-dev` picks a random free port for it before it binds --port,
+ * so it can pick --port itself when that is in the OS's ephemeral range (as test ports are), and
+ * then fail with "address already in use".
+ */
+export async function freePortOn(ip: string, avoid: readonly number[]): Promise<number> {
+  for (;;) {
+    const srv = createServer();
+    await new Promise<void>((res, rej) => {
+      srv.once("error", rej);
+      srv.listen(0, ip, res);
+    });
+    const p = (srv.address() as { port: number }).port;
+    await new Promise<void>((res) => srv.close(() => res()));
+    if (!avoid.includes(p)) return p;
+  }
+}
+
 /** True when something accepts TCP connections on ip:port. */
 export function portInUse(ip: string, port: number): Promise<boolean> {
   return new Promise((res) => {
@@ -356,7 +375,8 @@ export async function startLocalStack(o: LocalStackOptions = {}): Promise<LocalS
   try {
     const dbFile = join(dir, "temporal.db");
     if (temporal.binary) {
-      const args = ["server", "start-dev", "--ip", ip, "--port", String(port), "--ui-port", String(uiPort), "--db-filename", dbFile, "--log-level", "warn", ...DEV_SERVER_DYNAMIC_CONFIG];
+      const httpPort = await freePortOn(ip, [port, uiPort, metricsPort]);
+      const args = ["server", "start-dev", "--ip", ip, "--port", String(port), "--ui-port", String(uiPort), "--http-port", String(httpPort), "--db-filename", dbFile, "--log-level", "warn", ...DEV_SERVER_DYNAMIC_CONFIG];
       serverLog.write(`# ${new Date().toISOString()} ${temporal.binary} ${args.join(" ")}\n`);
       // Its own process group, so a Ctrl-C in the terminal reaches us first and we stop it in order.
       server = spawn(temporal.binary, args, { cwd: dir, stdio: ["ignore", "pipe", "pipe"], detached: true });

@@ -152,6 +152,9 @@ export async function startTemporalServer(opts: StartTemporalServerOptions = {})
   const dbFile = join(dir, "temporal.db");
   const port = await freePort();
   const uiPort = await freePort();
+  // Named, not left to the CLI: its own random pick for the HTTP API could be `port`, free until
+  // the server binds it (a fresh-clone CI failed so: "failed listening for HTTP API … in use").
+  const httpPort = await freePort();
   const address = `127.0.0.1:${port}`;
   let log = "";
   let child: ChildProcess | undefined;
@@ -168,6 +171,7 @@ export async function startTemporalServer(opts: StartTemporalServerOptions = {})
       "--ip", "127.0.0.1",
       "--port", String(port),
       "--ui-port", String(uiPort),
+      "--http-port", String(httpPort),
       "--headless",
       ...(opts.persistence === "memory" ? [] : ["--db-filename", dbFile]),
       "--log-level", "error",

@@ -139,7 +139,8 @@ describe("a real Prometheus scrapes metatrain and Temporal SDK metrics during a 
     const temporalPort = await freePort();
     const sdkPort = await freePort();
     const uiPort = await freePort();
-    temporal = spawn(findTemporal()!, ["server", "start-dev", "--headless", "--ip", "127.0.0.1", "--port", String(temporalPort), "--ui-port", String(uiPort), "--log-level", "error"], { stdio: ["ignore", "pipe", "pipe"] });
+    const httpPort = await freePort(); // named: the CLI's own pick could be temporalPort (harness/temporal.ts)
+    temporal = spawn(findTemporal()!, ["server", "start-dev", "--headless", "--ip", "127.0.0.1", "--port", String(temporalPort), "--ui-port", String(uiPort), "--http-port", String(httpPort), "--log-level", "error"], { stdio: ["ignore", "pipe", "pipe"] });
     let temporalLog = "";
     temporal.stdout!.on("data", (d: Buffer) => (temporalLog += d.toString()));
     temporal.stderr!.on("data", (d: Buffer) => (temporalLog += d.toString()));
