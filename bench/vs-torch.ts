@@ -103,7 +103,7 @@ for (const c of cases) {
       const fn = mamlEpisode(c.innerSteps, c.innerLr, algorithm === "fomaml");
       tfRunners.push({ label: UNFACTORED, runner: { batched: true, runShard: (p, ts) => runEpisodes(p, ts, { model: c.model, kind: c.family.kind, batched: true, factorInput: false }, fn) } });
     }
-    if (algorithm === "reptile" && c.model.forwardBatched && factoringPays(c.model, supportRows)) {
+    if (algorithm === "reptile" && factoringPays(c.model, supportRows)) {
       // An inner batch as large as the support set: the same whole-set SGD steps, which Reptile factors only when no batch size is set.
       tfRunners.push({ label: UNFACTORED, runner: runnerFor({ algorithm, model: c.model, kind: c.family.kind, innerSteps: c.innerSteps, innerLr: c.innerLr, batchTasks: true, classes: c.family.outputs, options: { innerOptimizer: "sgd", innerBatchSize: supportRows } }) });
     }

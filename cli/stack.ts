@@ -235,7 +235,8 @@ export interface LocalStack {
 const BIN = join(repoRoot(), "bin", "metatrain.mjs");
 
 /**
- * A port on `ip` the OS calls free, other than `avoid`: the dev server's HTTP API port. Left to
+ * A port on `ip` the OS calls free (bound, then released), other than `avoid`: the dev server's
+ * HTTP API port, and the test harness's ports. Left to
  * itself, `temporal server start-dev` picks a random free port for it before it binds --port,
  * so it can pick --port itself when that is in the OS's ephemeral range (as test ports are), and
  * then fail with "address already in use".

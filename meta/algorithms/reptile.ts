@@ -121,6 +121,14 @@ function wholeSetSgd(hyper: ReptileOptions, batch: number | undefined, n: number
 }
 
 /**
+ * Whether every episode's inner loop is whole-set SGD whatever its support size (no batch size
+ * set), so the episodes may be built with the input kernel factored.
+ */
+function factorsInput(hyper: ReptileOptions, batch: number | undefined): boolean {
+  return wholeSetSgd(hyper, batch, Infinity);
+}
+
+/**
  * `steps` inner steps of Reptile's inner loop on the names `keys` of `phi`, minibatches of `batch`
  * (calls `each` after every step). Plain SGD on the whole support set steps by the episode's own
  * SGD step, so a batched episode may factor the input kernel (factored-episode.ts); a minibatch
@@ -204,12 +212,12 @@ export const reptile = defineLearner<ReptileOptions>({
   init: (s, seed) => s.model.init(seed),
   outer: (s) => reptileOuter(s.hyper, s.config.iterations),
   // Plain SGD on whole support sets (no innerBatchSize) is a rank-n change of the input kernel: factor it.
-  shardRunner: (s) => episodeRunner(s, reptileEpisode(s), true, { factorInput: s.hyper.innerOptimizer === "sgd" && s.hyper.innerBatchSize === undefined }),
+  shardRunner: (s) => episodeRunner(s, reptileEpisode(s), true, { factorInput: factorsInput(s.hyper, s.hyper.innerBatchSize) }),
   evaluate: (s, params, o) =>
     evaluateWith(s.model, s.test, params, o, reptileAdaptation(s), {
       // One-at-a-time prediction runs task by task; its batch statistics are the support set's plus one query.
       batchable: s.hyper.transductive,
-      factorInput: s.hyper.innerOptimizer === "sgd" && (s.hyper.evalInnerBatchSize ?? s.hyper.innerBatchSize) === undefined,
+      factorInput: factorsInput(s.hyper, s.hyper.evalInnerBatchSize ?? s.hyper.innerBatchSize),
       ...(s.hyper.transductive || s.model.batchNorm === "none" ? {} : { batchNorm: "per-example" as const }),
     }),
   presets: [

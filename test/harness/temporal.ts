@@ -2,13 +2,12 @@
 // SQLite file in a temp dir — that tests can kill (SIGKILL) and restart on the same file and port.
 import type { ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Connection } from "@temporalio/client";
 import { exitOf, killChild, spawnTracked } from "./workers.js";
 import { findExecutable } from "../../cli/executables.js";
-import { DEV_SERVER_RATE_LIMITS, dynamicConfigArgs } from "../../cli/stack.js";
+import { DEV_SERVER_RATE_LIMITS, dynamicConfigArgs, freePortOn } from "../../cli/stack.js";
 
 /** A Temporal server the tests can use. */
 export interface TemporalTestServer {
@@ -87,19 +86,9 @@ const handedOut = new Set<number>();
  * otherwise get the same port back, and a worker refuses one port for two endpoints.
  */
 export async function freePort(): Promise<number> {
-  for (;;) {
-    const srv = createServer();
-    await new Promise<void>((res, rej) => {
-      srv.once("error", rej);
-      srv.listen(0, "127.0.0.1", res);
-    });
-    const port = (srv.address() as { port: number }).port;
-    await new Promise<void>((res) => srv.close(() => res()));
-    if (!handedOut.has(port)) {
-      handedOut.add(port);
-      return port;
-    }
-  }
+  const port = await freePortOn("127.0.0.1", [...handedOut]);
+  handedOut.add(port);
+  return port;
 }
 
 /**
