@@ -690,6 +690,8 @@ async function metaTraining(input: MetaTrainingInput): Promise<MetaTrainingResul
     const historyFull = info.continueAsNewSuggested || info.historyLength + EVENTS_PER_SHARD * shardCount + 100 > HISTORY_EVENT_BUDGET;
     if (!last && !cancelling && (s.iteration - startIteration >= cfg.continueAsNewEvery || historyFull)) {
       await condition(allHandlersFinished);
+      // A cancel that came while a handler finished is not carried over: end here instead.
+      if (cancelling) break;
       // Small JSON only: the config and keys, never tensors.
       await continueAsNew<typeof metaTrainingWorkflow>({ runId, config: cfg, state: { ...s, paused } });
     }
