@@ -17,8 +17,9 @@ interface BnAttrs {
 // One task's batch norm normalises over every axis but the last (features or channels), which is
 // TensorFlow's FusedBatchNorm in training mode: one native pass instead of seven full-size ops
 // forward, and FusedBatchNormGrad backward (Conv4 shards run one task at a time 14–47% faster,
-// bench/RESULTS.md). FusedBatchNormGrad has no gradient here, so it serves only where nothing
-// differentiates the gradient again (see bnGrad); MAML's inner steps keep the formula below.
+// bench/RESULTS.md). TensorFlow gives FusedBatchNormGrad no gradient of its own, so it runs here
+// as a kernel of ours (GRAD_KERNEL) whose gradient is written out below (bnGradGrad): MAML's
+// inner steps, whose backward the outer gradient differentiates, run it natively too.
 
 /** What tfjs-node's backend offers for calling a TensorFlow op by name (not part of tfjs's public types). */
 interface NativeBackend {
@@ -54,6 +55,70 @@ function nativeForward(b: NativeBackend, x: tf.Tensor, gamma: tf.Tensor, beta: t
   return [x.rank === 4 ? y! : tf.reshape(y!, x.shape), saved1!, saved2!];
 }
 
+const GRAD_KERNEL = "MetatrainBatchNormGrad";
+
+/** FusedBatchNormGrad: ∂/∂x (x's shape), ∂/∂γ and ∂/∂β ([C]) for upstream g, from FusedBatchNorm's saved statistics. */
+function nativeBackward(b: NativeBackend, g: tf.Tensor, x: tf.Tensor, gamma: tf.Tensor, saved1: tf.Tensor, saved2: tf.Tensor): [tf.Tensor, tf.Tensor, tf.Tensor] {
+  const [dx, dgamma, dbeta, r3, r4] = b.executeMultipleOutputs("FusedBatchNormGrad", fusedAttrs(b), [nhwc(g), nhwc(x), gamma, saved1, saved2], 5);
+  tf.dispose([r3!, r4!]);
+  return [x.rank === 4 ? dx! : tf.reshape(dx!, x.shape), dgamma!, dbeta!];
+}
+
+/** The batch-norm backward of `g` on the native kernel, as a taped op (its gradient is bnGradGrad). */
+function backwardOp(g: tf.Tensor, x: tf.Tensor, gamma: tf.Tensor, saved1: tf.Tensor, saved2: tf.Tensor): [tf.Tensor, tf.Tensor, tf.Tensor] {
+  return tf.engine().runKernel(GRAD_KERNEL, { g, x, gamma, saved1, saved2 } as unknown as tf.NamedTensorMap, {}) as unknown as [tf.Tensor, tf.Tensor, tf.Tensor];
+}
+
+/**
+ * The gradient of the batch-norm backward (dx, dγ, dβ) = B(g, x, γ) — what MAML's outer gradient
+ * needs of each inner step's batch norm. Per channel, over the N elements of all axes but the
+ * last, with μ, σ² of x, r = 1/√(σ² + ε), x̂ = (x − μ)·r, m₁ = mean(g), m₂ = mean(g·x̂):
+ *   dx = γ·r·u with u = g − m₁ − x̂·m₂,   dγ = Σ g·x̂,   dβ = Σ g.
+ * For upstream gradients a (of dx), b (of dγ), c (of dβ), and D_a = γ·r·(a − mean(a) − x̂·mean(a·x̂))
+ * — the batch-norm backward of a itself, since g ↦ g − mean(g) − x̂·mean(g·x̂) is self-adjoint:
+ *   ∂/∂g = D_a + b·x̂ + c
+ *   ∂/∂γ = r·Σ a·u                                    (dx is linear in γ; dγ, dβ do not read it)
+ *   ∂/∂x = b·r·u                                      (from dγ, through x̂: the backward of b·g)
+ *        − γ·r²·mean(a·u)·x̂                            (dx through r: δr = −r²·mean(x̂·δx))
+ *        − r·m₂·D_a                                   (dx through x̂ in x̂·m₂)
+ *        − γ·r²·mean(a·x̂)·u                            (dx through m₂ = mean(g·x̂))
+ * D_a is this kernel again, and the rest plain taped ops from the saved inputs, so the result is
+ * itself differentiable (test/unit/native-batch-norm.test.ts checks second and third order
+ * against the textbook formula in plain ops).
+ */
+const bnGradGrad: tf.GradConfig = {
+  kernelName: GRAD_KERNEL,
+  inputsToSave: ["g", "x", "gamma", "saved1", "saved2"],
+  gradFunc: (dys, saved) => {
+    const [g, x, gamma, saved1, saved2] = saved as [tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor];
+    const [a, b, c] = dys as tf.Tensor[];
+    const axes = x.shape.slice(0, -1).map((_, i) => i);
+    const n = x.size / x.shape[x.rank - 1]!;
+    const mean = tf.mean(x, axes, true);
+    const centred = tf.sub(x, mean);
+    const r = tf.rsqrt(tf.add(tf.mean(tf.square(centred), axes, true), BN_EPS));
+    const xhat = tf.mul(centred, r);
+    const m2 = tf.mean(tf.mul(g, xhat), axes, true);
+    const u = tf.sub(tf.sub(g, tf.mean(g, axes, true)), tf.mul(xhat, m2));
+    const [da, saxhat] = backwardOp(a!, x, gamma, saved1, saved2);
+    const au = tf.sum(tf.mul(a!, u), axes, true);
+    const rFlat = tf.reshape(r, gamma.shape);
+    // ∂/∂x = (b·r − γ·r²·mean(a·x̂))·u − γ·r²·mean(a·u)·x̂ − r·m₂·D_a, the per-channel factors first.
+    const gr2 = tf.mul(gamma, tf.square(r));
+    const onU = tf.sub(tf.mul(b!, r), tf.mul(gr2, tf.div(tf.reshape(saxhat!, gamma.shape), n)));
+    const onXhat = tf.mul(gr2, tf.div(au, n));
+    return {
+      g: () => tf.add(tf.add(da!, tf.mul(xhat, b!)), c!),
+      x: () => tf.sub(tf.sub(tf.mul(u, onU), tf.mul(xhat, onXhat)), tf.mul(da!, tf.mul(r, m2))),
+      gamma: () => tf.mul(rFlat, tf.reshape(au, gamma.shape)),
+      // FusedBatchNorm's saved statistics carry nothing of their own: the terms through μ and σ²
+      // are in ∂/∂x above.
+      saved1: () => tf.zerosLike(saved1),
+      saved2: () => tf.zerosLike(saved2),
+    };
+  },
+};
+
 /**
  * ŷ = (x − μ)/√(σ² + ε)·γ + β with μ, σ² the mean and biased variance of x over `axes` (kept),
  * from plain ops in the order of tf.moments + the textbook formula, so its values are those bit
@@ -83,14 +148,11 @@ const bnGrad: tf.GradConfig = {
     // With three outputs tfjs hands over one upstream gradient per output; only y's is used.
     const g = Array.isArray(dy) ? (dy[0] as tf.Tensor) : (dy as tf.Tensor);
     const { axes } = attrs as unknown as BnAttrs;
-    // TensorFlow's gradient kernel, where this backward pass is not itself recorded (no tape is
-    // open while it runs: a top-level tf.grads, or a first-order gradient), since that kernel has
-    // no gradient of its own. Under an open tape (MAML's inner step, differentiated again by the
-    // outer gradient) the formula below, from the saved inputs, keeps every order.
-    const native = saved1 && saved2 && (tf.engine() as unknown as { state: { gradientDepth: number } }).state.gradientDepth === 0 ? nativeFor(x, gamma, beta, axes) : undefined;
-    if (native) {
-      const [dx, dgamma, dbeta] = native.executeMultipleOutputs("FusedBatchNormGrad", fusedAttrs(native), [nhwc(g), nhwc(x), gamma, saved1!, saved2!], 5);
-      return { x: () => (x.rank === 4 ? dx! : tf.reshape(dx!, x.shape)), gamma: () => dgamma!, beta: () => dbeta! };
+    // The native forward ran: TensorFlow's gradient kernel, as our differentiable GRAD_KERNEL
+    // (taped when an outer gradient differentiates this one: MAML's inner steps).
+    if (saved1 && saved2 && nativeFor(x, gamma, beta, axes)) {
+      const [dx, dgamma, dbeta] = backwardOp(g, x, gamma, saved1, saved2);
+      return { x: () => dx, gamma: () => dgamma, beta: () => dbeta };
     }
     const mean = tf.mean(x, axes, true);
     const centred = tf.sub(x, mean);
@@ -132,6 +194,17 @@ function ensureRegistered(): void {
     });
   }
   if (tf.getGradient(KERNEL) !== bnGrad) tf.registerGradient(bnGrad);
+  if (backend === "tensorflow" && !tf.getKernel(GRAD_KERNEL, backend)) {
+    tf.registerKernel({
+      kernelName: GRAD_KERNEL,
+      backendName: backend,
+      kernelFunc: ({ inputs }) => {
+        const { g, x, gamma, saved1, saved2 } = inputs as unknown as Record<"g" | "x" | "gamma" | "saved1" | "saved2", tf.Tensor>;
+        return tf.tidy(() => nativeBackward(tf.backend() as unknown as NativeBackend, g, x, gamma, saved1, saved2)) as unknown as tf.TensorInfo[];
+      },
+    });
+  }
+  if (tf.getGradient(GRAD_KERNEL) !== bnGradGrad) tf.registerGradient(bnGradGrad);
   registered.add(backend);
 }
 

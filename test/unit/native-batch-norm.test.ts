@@ -1,6 +1,6 @@
 // Batch norm on tfjs-node's native backend (meta/batch-norm.ts): one task's batch norm runs as
-// TensorFlow's FusedBatchNorm, and its gradient as FusedBatchNormGrad where nothing differentiates
-// the gradient again; under an open tape (MAML's inner step) the differentiable formula stays.
+// TensorFlow's FusedBatchNorm, and its gradient as FusedBatchNormGrad, whose own gradient is written
+// out in meta/batch-norm.ts, so MAML's inner steps run it too.
 // Each is checked against the textbook formula in plain tfjs ops on the same backend. These tests
 // need the native backend (`npm run setup:native`, which .ci/run does); without it they are
 // skipped, unless METATRAIN_REQUIRE_NATIVE=1 (set by .ci/run), when they fail.
@@ -82,7 +82,7 @@ test("forward: FusedBatchNorm gives the textbook values, and is what runs", opts
   }
 });
 
-test("gradient: FusedBatchNormGrad gives the textbook gradient for x, γ and β when nothing differentiates it again", opts(), () => {
+test("gradient: FusedBatchNormGrad gives the textbook gradient for x, γ and β", opts(), () => {
   // L = Σ y·w for a random w; the gradients are those of the formula in plain ops, to 1e-4
   // relative (the γ and β gradients are sums over all rows, of size ~10–100).
   for (const { name, shape } of CASES) {
@@ -103,30 +103,65 @@ test("gradient: FusedBatchNormGrad gives the textbook gradient for x, γ and β 
   }
 });
 
-test("second order: under an open tape the gradient is the differentiable formula, and MAML's meta-gradient through it is the textbook one", opts(), () => {
-  // A MAML-shaped problem: one SGD step on γ with the inner loss Σ BN(x; γ, β)·w, then the outer
-  // loss Σ BN(x; γ', β)² differentiated w.r.t. the initial γ (through the inner gradient: second
-  // order). The native gradient kernel has no gradient, so it must not run inside the tape; the
-  // result must match the same computation in plain ops, to 1e-4 relative.
-  const shape = [12, 5, 5, 8];
+test("second order: MAML's meta-gradient through the native backward is the textbook one, for x, γ and β", opts(), () => {
+  // A MAML-shaped problem on every input: one SGD step on (x, γ, β) with the inner loss
+  // ½·Σ (BN(x; γ, β)·w)² — nonlinear in BN's output, so the upstream gradient g = BN·w² depends on
+  // all three and every term of bnGradGrad is exercised — then the outer loss Σ BN(x', γ', β')·w₂
+  // differentiated w.r.t. the initial (x, γ, β) through the inner gradient. Against the same
+  // computation in plain ops, to 1e-4 relative (float32 sums of ~10² terms, two orders deep).
+  for (const { name, shape } of CASES) {
+    const C = shape[shape.length - 1]!;
+    const axes = shape.slice(0, -1).map((_, i) => i);
+    const x = random(shape, 8, 1.2, 0.3);
+    const gamma = random([C], 9, 0.3, 1);
+    const beta = random([C], 10);
+    const w = random(shape, 11);
+    const w2 = random(shape, 15);
+    const meta = (bn: (a: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => tf.Tensor) => (x0: tf.Tensor, g0: tf.Tensor, b0: tf.Tensor) => {
+      const inner = (a: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => tf.mul(tf.sum(tf.square(tf.mul(bn(a, g, b), w))), 0.5);
+      const [gx, gg, gb] = tf.grads(inner)([x0, g0, b0]);
+      const step = (p: tf.Tensor, d: tf.Tensor) => tf.sub(p, tf.mul(d, 0.1));
+      return tf.sum(tf.mul(bn(step(x0, gx!), step(g0, gg!), step(b0, gb!)), w2));
+    };
+    const before = tf.memory().numTensors;
+    const { result: got, calls } = countingNativeOps(() => tf.grads(meta((a, g, b) => batchNorm(a, g, b, axes)))([x, gamma, beta]));
+    // FusedBatchNormGrad, not the formula, at every order: the inner backward (taped), the outer
+    // step's batch norm, bnGradGrad's D_a, and the inner forward's own gradient in the outer pass.
+    assert.equal(calls.get("FusedBatchNormGrad"), 4, `${name}: native backward kernels`);
+    assert.equal(tf.memory().numTensors, before + 3, `${name}: only the three meta-gradients are left`);
+    const want = tf.grads(meta(textbook))([x, gamma, beta]);
+    ["x", "γ", "β"].forEach((what, i) => close(got[i]!, want[i]!, 1e-4, `${name} meta-gradient ∂/∂${what}`));
+    assert.ok(Math.max(...Array.from(got[1]!.dataSync(), Math.abs)) > 1e-3, `${name}: a non-trivial meta-gradient`);
+    tf.dispose([x, gamma, beta, w, w2, ...got, ...want]);
+  }
+});
+
+test("third order: the native backward's gradient is itself differentiable", opts(), () => {
+  // h₁ = ∂L/∂(x, γ) for L = ½·Σ (BN·w)²; h₂ = ∂⟨h₁, v⟩/∂(x, γ); h₃ = ∂⟨h₂, v⟩/∂(x, γ): the
+  // third derivative of L along v, through bnGradGrad's own gradient. Textbook to 1e-3 relative
+  // (three float32 orders deep).
+  const shape = [6, 3, 3, 4];
   const axes = [0, 1, 2];
-  const x = random(shape, 8, 1.2, 0.3);
-  const gamma = random([8], 9, 0.3, 1);
-  const beta = random([8], 10);
-  const w = random(shape, 11);
-  const meta = (bn: (a: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => tf.Tensor) => (g0: tf.Tensor) => {
-    const [gg] = tf.grads((g: tf.Tensor) => tf.sum(tf.mul(bn(x, g, beta), w)))([g0]);
-    const g1 = tf.sub(g0, tf.mul(gg!, 0.1));
-    return tf.sum(tf.square(bn(x, g1, beta)));
+  const x = random(shape, 16, 1.1, 0.2);
+  const gamma = random([4], 17, 0.3, 1);
+  const beta = random([4], 18);
+  const w = random(shape, 19);
+  const vx = random(shape, 20);
+  const vg = random([4], 21);
+  const third = (bn: (a: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => tf.Tensor) => {
+    const along = (f: (a: tf.Tensor, g: tf.Tensor) => tf.Scalar) => (a: tf.Tensor, g: tf.Tensor) => {
+      const [da, dg] = tf.grads(f)([a, g]);
+      return tf.add(tf.sum(tf.mul(da!, vx)), tf.sum(tf.mul(dg!, vg))) as tf.Scalar;
+    };
+    const loss = (a: tf.Tensor, g: tf.Tensor) => tf.mul(tf.sum(tf.square(tf.mul(bn(a, g, beta), w))), 0.5) as tf.Scalar;
+    return tf.grads(along(along(loss)))([x, gamma]);
   };
-  const { result: got, calls } = countingNativeOps(() => tf.grads(meta((a, g, b) => batchNorm(a, g, b, axes)))([gamma]));
-  // The outer backward runs with no tape open, so the forward batch norms' gradients are native;
-  // the inner one, taped for the outer gradient, is the formula: 2 forward nodes → 1 native grad.
-  assert.equal(calls.get("FusedBatchNormGrad"), 1, "the native gradient ran only outside the tape");
-  const want = tf.grads(meta(textbook))([gamma]);
-  close(got[0]!, want[0]!, 1e-4, "meta-gradient ∂/∂γ");
-  assert.ok(Math.abs(got[0]!.dataSync()[0]!) > 1e-3, "a non-trivial meta-gradient");
-  tf.dispose([x, gamma, beta, w, ...got, ...want]);
+  const got = third((a, g, b) => batchNorm(a, g, b, axes));
+  const want = third(textbook);
+  close(got[0]!, want[0]!, 1e-3, "third derivative ∂/∂x");
+  close(got[1]!, want[1]!, 1e-3, "third derivative ∂/∂γ");
+  assert.ok(Math.max(...Array.from(got[0]!.dataSync(), Math.abs)) > 1e-3, "a non-trivial third derivative");
+  tf.dispose([x, gamma, beta, w, vx, vg, ...got, ...want]);
 });
 
 test("task-batched batch norm (per-task axes) keeps the formula: FusedBatchNorm normalises over all rows", opts(), () => {
