@@ -1,7 +1,8 @@
 // Batch norm (transductive: the batch's own mean and variance) as ONE kernel with a hand-written
 // gradient — one tape node instead of nine, and a backward of 8 full-size ops instead of ~11 —
 // that is itself differentiable to any order (MAML differentiates through it twice). On
-// tfjs-node's backend, one task's batch norm runs as TensorFlow's fused kernels instead (below).
+// tfjs-node's backend, one task's batch norm runs as TensorFlow's fused kernels instead (below),
+// and so does a task-batched one with enough rows a task (tasks moved beside the channels).
 import * as tf from "@tensorflow/tfjs";
 
 /** Added to the variance (PyTorch's and the MAML reference code's default). */
@@ -220,9 +221,52 @@ export function batchNorm(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, axes:
   });
   if (along(gamma) || along(beta)) throw new Error(`batchNorm: γ [${gamma.shape}] and β [${beta.shape}] must be constant along the normalised axes [${axes}] of x [${x.shape}]`);
   ensureRegistered();
+  if (tf.getBackend() === "tensorflow" && taskBatched(x, axes)) return tasksBesideChannels(x, gamma, beta);
+  return runBatchNorm(x, gamma, beta, axes);
+}
+
+function runBatchNorm(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, axes: number[]): tf.Tensor {
   const out = tf.engine().runKernel(KERNEL, { x, gamma, beta } as unknown as tf.NamedTensorMap, { axes } as unknown as tf.NamedAttrMap) as tf.Tensor | tf.Tensor[];
   if (!Array.isArray(out)) return out;
   // The native kernel's saved statistics: kept by the tape for the gradient; not the caller's.
   tf.dispose(out.slice(1));
   return out[0]!;
+}
+
+/**
+ * Rows per task from which the fused kernel pays for the two transposes around it: measured on
+ * [32, n, C] (forward and backward, native against the formula) by bench/batch-norm.ts, about
+ * 1.3× slower at n = 5, even at 20, 0.7× at 75 (bench/RESULTS.md). Support sets of a few shots
+ * keep the formula; query sets and Conv4's activations go native.
+ */
+let nativeMinRows = 32;
+
+/** Sets the row threshold above (for bench/batch-norm.ts, which times shards at several); returns the previous one. */
+export function setTaskBatchedNativeMinRows(rows: number): number {
+  const was = nativeMinRows;
+  nativeMinRows = rows;
+  return was;
+}
+
+/** x is [T, n, …, C] normalised per task over every axis between the first and the last, with rows enough for the fused kernel. */
+const taskBatched = (x: tf.Tensor, axes: number[]): boolean =>
+  x.rank >= 3 && axes.length === x.rank - 2 && axes.every((a, i) => a === i + 1) && x.size / (x.shape[0]! * x.shape[x.rank - 1]!) >= nativeMinRows;
+
+/**
+ * Task-batched batch norm as one FusedBatchNorm: the task axis moved beside the channels,
+ * [T, n, …, C] → [n·…, T·C], makes each (task, channel) pair one channel of a single task's batch
+ * norm, with per-task statistics as before. A transpose in and one out (and their gradients)
+ * instead of the formula's ~7 full-size ops forward and ~8 backward. Taped tf ops around the
+ * kernel, so every order of gradient is the kernel's.
+ */
+function tasksBesideChannels(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor): tf.Tensor {
+  const r = x.rank;
+  const [T, C] = [x.shape[0]!, x.shape[r - 1]!];
+  const inner = x.shape.slice(1, r - 1);
+  const perm = [...inner.map((_, i) => i + 1), 0, r - 1]; // [n, …, T, C]
+  const back = [r - 2, ...inner.map((_, i) => i), r - 1];
+  const spread = (p: tf.Tensor) => tf.reshape(tf.broadcastTo(p, [T, ...inner.map(() => 1), C]), [T * C]);
+  const rows = tf.reshape(tf.transpose(x, perm), [-1, T * C]);
+  const y = runBatchNorm(rows, spread(gamma), spread(beta), [0]);
+  return tf.transpose(tf.reshape(y, [...inner, T, C]), back);
 }

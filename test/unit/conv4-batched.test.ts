@@ -3,13 +3,13 @@
 import { test, before } from "node:test";
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
-import { runnerFor } from "../helpers/learners.js";
+import { assertBatchedMatchesOneByOne } from "../helpers/learners.js";
 import { conv4 } from "../../meta/models.js";
 import { registerHigherOrderGradients } from "../../meta/gradients.js";
 import { dispose } from "../../meta/params.js";
 import { Rng } from "../../meta/rng.js";
 import type { Task } from "../../meta/tasks/types.js";
-import { useCpu, values } from "../helpers/tf.js";
+import { useCpu } from "../helpers/tf.js";
 
 before(async () => {
   await useCpu();
@@ -50,29 +50,12 @@ for (const downsample of ["maxpool", "stride"] as const) {
   test(`${downsample}: batched shards give the same contributions as one task at a time (maml, fomaml, reptile)`, async () => {
     const theta = model.init(5);
     const tasks = [1, 2, 3].map(task);
+    // Same math in other summation orders (batch-norm reductions over the task-stacked view, the
+    // task sum as one Sum instead of adds): second-order meta-gradients of O(1e-2…1) agree to
+    // ~1e-6; 1e-4·(1 + |x|) is ≥ 10× that and far below a wrong or missing term. Conv biases
+    // before batch norm have gradient 0 in exact arithmetic: rounding residue only, inside the floor.
     for (const algorithm of ["maml", "fomaml", "reptile"] as const) {
-      const one = runnerFor({ algorithm, model, kind: "classification", innerSteps: 2, innerLr: 0.1 });
-      const many = runnerFor({ algorithm, model, kind: "classification", innerSteps: 2, innerLr: 0.1, batchTasks: true });
-      assert.equal(many.batched, true);
-      const before = tf.memory().numTensors;
-      const a = await one.runShard(theta, tasks);
-      const b = await many.runShard(theta, tasks);
-      const va = values(a.sum);
-      const vb = values(b.sum);
-      // Same math in other summation orders (batch-norm reductions over the task-stacked view, the
-      // task sum as one Sum instead of adds): second-order meta-gradients of O(1e-2…1) agree to
-      // ~1e-6; 1e-4·(1 + |x|) is ≥ 10× that and far below a wrong or missing term. Conv biases
-      // before batch norm have gradient 0 in exact arithmetic: rounding residue only, inside the floor.
-      for (const n of Object.keys(va)) {
-        va[n]!.forEach((x, i) => assert.ok(Math.abs(x - vb[n]![i]!) <= 1e-4 * (1 + Math.abs(x)), `${downsample} ${algorithm} ${n}[${i}]: ${x} vs ${vb[n]![i]}`));
-      }
-      a.metrics.forEach((m, i) => assert.ok(Math.abs(m.postLoss - b.metrics[i]!.postLoss) < 1e-4 * (1 + m.postLoss), `${algorithm} post-loss ${i}`));
-      // Determinism: the batched shard again, bit for bit.
-      const c = await many.runShard(theta, tasks);
-      const vc = values(c.sum);
-      for (const n of Object.keys(vb)) assert.deepEqual(vc[n], vb[n], `${downsample} ${algorithm} ${n}: rerun bit-identical`);
-      dispose(a.sum, b.sum, c.sum);
-      assert.equal(tf.memory().numTensors, before, `${downsample} ${algorithm}: no tensor left behind`);
+      await assertBatchedMatchesOneByOne(`${downsample} ${algorithm}`, { algorithm, model, theta, tasks, tol: 1e-4 });
     }
     dispose(theta);
   });

@@ -10,6 +10,10 @@ import * as tf from "@tensorflow/tfjs";
 import { selectBackend } from "../../meta/backend.js";
 import { batchNorm, BN_EPS } from "../../meta/batch-norm.js";
 import { Rng } from "../../meta/rng.js";
+import { conv4, mlp } from "../../meta/models.js";
+import { dispose } from "../../meta/params.js";
+import type { Task } from "../../meta/tasks/types.js";
+import { assertBatchedMatchesOneByOne } from "../helpers/learners.js";
 
 // Decided before the tests are declared, so a missing backend shows as skipped with its reason.
 let native: string | undefined;
@@ -103,12 +107,24 @@ test("gradient: FusedBatchNormGrad gives the textbook gradient for x, γ and β"
   }
 });
 
+type BatchNorm = (a: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => tf.Tensor;
+
+/**
+ * A MAML-shaped meta-loss of (x, γ, β) through a batch norm `bn`: one SGD step (rate 0.1) on all
+ * three with the inner loss ½·Σ (BN(x; γ, β)·w)² — nonlinear in BN's output, so its upstream
+ * gradient BN·w² depends on all three — then Σ BN(x', γ', β')·w₂ at the stepped values.
+ */
+const mamlShaped = (w: tf.Tensor, w2: tf.Tensor) => (bn: BatchNorm) => (x0: tf.Tensor, g0: tf.Tensor, b0: tf.Tensor) => {
+  const inner = (a: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => tf.mul(tf.sum(tf.square(tf.mul(bn(a, g, b), w))), 0.5);
+  const [gx, gg, gb] = tf.grads(inner)([x0, g0, b0]);
+  const step = (p: tf.Tensor, d: tf.Tensor) => tf.sub(p, tf.mul(d, 0.1));
+  return tf.sum(tf.mul(bn(step(x0, gx!), step(g0, gg!), step(b0, gb!)), w2));
+};
+
 test("second order: MAML's meta-gradient through the native backward is the textbook one, for x, γ and β", opts(), () => {
-  // A MAML-shaped problem on every input: one SGD step on (x, γ, β) with the inner loss
-  // ½·Σ (BN(x; γ, β)·w)² — nonlinear in BN's output, so the upstream gradient g = BN·w² depends on
-  // all three and every term of bnGradGrad is exercised — then the outer loss Σ BN(x', γ', β')·w₂
-  // differentiated w.r.t. the initial (x, γ, β) through the inner gradient. Against the same
-  // computation in plain ops, to 1e-4 relative (float32 sums of ~10² terms, two orders deep).
+  // mamlShaped's meta-loss differentiated w.r.t. the initial (x, γ, β) through the inner gradient:
+  // every term of bnGradGrad is exercised. Against the same computation in plain ops, to 1e-4
+  // relative (float32 sums of ~10² terms, two orders deep).
   for (const { name, shape } of CASES) {
     const C = shape[shape.length - 1]!;
     const axes = shape.slice(0, -1).map((_, i) => i);
@@ -117,12 +133,7 @@ test("second order: MAML's meta-gradient through the native backward is the text
     const beta = random([C], 10);
     const w = random(shape, 11);
     const w2 = random(shape, 15);
-    const meta = (bn: (a: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => tf.Tensor) => (x0: tf.Tensor, g0: tf.Tensor, b0: tf.Tensor) => {
-      const inner = (a: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => tf.mul(tf.sum(tf.square(tf.mul(bn(a, g, b), w))), 0.5);
-      const [gx, gg, gb] = tf.grads(inner)([x0, g0, b0]);
-      const step = (p: tf.Tensor, d: tf.Tensor) => tf.sub(p, tf.mul(d, 0.1));
-      return tf.sum(tf.mul(bn(step(x0, gx!), step(g0, gg!), step(b0, gb!)), w2));
-    };
+    const meta = mamlShaped(w, w2);
     const before = tf.memory().numTensors;
     const { result: got, calls } = countingNativeOps(() => tf.grads(meta((a, g, b) => batchNorm(a, g, b, axes)))([x, gamma, beta]));
     // FusedBatchNormGrad, not the formula, at every order: the inner backward (taped), the outer
@@ -164,13 +175,70 @@ test("third order: the native backward's gradient is itself differentiable", opt
   tf.dispose([x, gamma, beta, w, vx, vg, ...got, ...want]);
 });
 
-test("task-batched batch norm (per-task axes) keeps the formula: FusedBatchNorm normalises over all rows", opts(), () => {
-  const x = random([3, 6, 4], 12);
-  const gamma = random([3, 1, 4], 13, 0.2, 1);
-  const beta = random([3, 1, 4], 14);
-  const { result: y, calls } = countingNativeOps(() => batchNorm(x, gamma, beta, [1]));
-  assert.equal(calls.get("FusedBatchNorm"), undefined);
-  // Task 0's rows alone, through the textbook formula.
-  const want = textbook(tf.reshape(tf.slice(x, [0, 0, 0], [1, 6, 4]), [6, 4]), tf.reshape(tf.slice(gamma, [0, 0, 0], [1, 1, 4]), [4]), tf.reshape(tf.slice(beta, [0, 0, 0], [1, 1, 4]), [4]));
-  close(tf.reshape(tf.slice(y, [0, 0, 0], [1, 6, 4]), [6, 4]), want, 1e-5, "task 0");
+/** Task-batched batch norm in plain ops: each task's slice through `textbook`, stacked. */
+function textbookPerTask(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor): tf.Tensor {
+  const T = x.shape[0]!;
+  const C = x.shape[x.rank - 1]!;
+  const task = (p: tf.Tensor, t: number) => (p.rank === 1 ? p : tf.reshape(tf.slice(p, [t], [1]), [C]));
+  return tf.stack(tf.unstack(x).map((xt, t) => textbook(xt, task(gamma, t), task(beta, t))));
+}
+
+// Task-batched shapes: the MLP's [T, rows, features] with per-task γ, β ([T, 1, F]) or shared ones
+// ([F], sharedBody), and the batched Conv4's [T, n, H, W, C]; 32 rows a task and more go native,
+// fewer (a support set of a few shots) keep the formula.
+const BATCHED: { name: string; shape: number[]; paramShape: (T: number, C: number) => number[]; fused: number }[] = [
+  { name: "dense [3, 40, 4], per-task γ", shape: [3, 40, 4], paramShape: (T, C) => [T, 1, C], fused: 1 },
+  { name: "dense [3, 40, 4], shared γ", shape: [3, 40, 4], paramShape: (_T, C) => [C], fused: 1 },
+  { name: "conv [2, 2, 4, 4, 5], per-task γ", shape: [2, 2, 4, 4, 5], paramShape: (T, C) => [T, 1, 1, 1, C], fused: 1 },
+  { name: "dense [3, 6, 4] (few rows: the formula)", shape: [3, 6, 4], paramShape: (T, C) => [T, 1, C], fused: 0 },
+];
+
+test("task-batched: one FusedBatchNorm with the tasks beside the channels, per-task statistics, and MAML's meta-gradient through it", opts(), () => {
+  // Forward to 1e-5 relative against each task's slice through the textbook formula (different
+  // statistics per task: a shared one would fail at once); then the MAML-shaped meta-gradient of
+  // the second-order test, for x, γ and β, to 1e-4.
+  for (const { name, shape, paramShape, fused } of BATCHED) {
+    const T = shape[0]!;
+    const C = shape[shape.length - 1]!;
+    const axes = shape.slice(1, -1).map((_, i) => i + 1);
+    const x = tf.add(random(shape, 12, 1.3), tf.reshape(tf.range(0, T), [T, ...shape.slice(1).map(() => 1)])); // tasks' means differ
+    const gamma = random(paramShape(T, C), 13, 0.2, 1);
+    const beta = random(paramShape(T, C), 14);
+    const { result: y, calls } = countingNativeOps(() => batchNorm(x, gamma, beta, axes));
+    assert.equal(calls.get("FusedBatchNorm") ?? 0, fused, `${name}: FusedBatchNorm calls`);
+    close(y, textbookPerTask(x, gamma, beta), 1e-5, `${name} y`);
+
+    const w = random(shape, 22);
+    const w2 = random(shape, 23);
+    const meta = mamlShaped(w, w2);
+    const got = tf.grads(meta((a, g, b) => batchNorm(a, g, b, axes)))([x, gamma, beta]);
+    const want = tf.grads(meta(textbookPerTask))([x, gamma, beta]);
+    ["x", "γ", "β"].forEach((what, i) => close(got[i]!, want[i]!, 1e-4, `${name} meta-gradient ∂/∂${what}`));
+    tf.dispose([x, gamma, beta, y, w, w2, ...got, ...want]);
+  }
+});
+
+test("learners on the native backend: task-batched shards give one task at a time's contributions", opts(), async () => {
+  // The batched paths now run other kernels than one task at a time: the batched batch norm as
+  // one FusedBatchNorm with the tasks beside the channels (Conv4's activations; the MLP's query
+  // sets of 40 rows) or the formula (the MLP's support sets of 6), one task's as FusedBatchNorm.
+  // Same math in other summation orders: second-order meta-gradients of O(1e-2…1) agree to
+  // ~1e-6 relative (seen: ≤ 2.1e-6, Conv4 MAML); 1e-4·(1 + |x|) leaves ≥ 10× margin and is far
+  // below a wrong or missing term. A rerun of the batched shard is bit-identical.
+  const rng = new Rng(31);
+  const task = (seed: number, hw: number, query: number): Task => {
+    const set = (n: number) => ({ x: Float32Array.from({ length: n * hw * hw }, () => rng.next()), xShape: [n, hw, hw, 1], y: Int32Array.from({ length: n }, (_, i) => i % 3) });
+    return { support: set(6), query: set(query), seed };
+  };
+  const models = [
+    { name: "Conv4", model: conv4({ inputShape: [16, 16, 1], outputs: 3, filters: 4, taskBatched: true }), tasks: [1, 2, 3].map((s) => task(s, 16, 6)) },
+    { name: "MLP", model: mlp({ sizes: [36, 12, 10, 3], batchNorm: true, inputShape: [6, 6, 1] }), tasks: [1, 2, 3].map((s) => task(s, 6, 40)) },
+  ];
+  for (const { name, model, tasks } of models) {
+    const theta = model.init(5);
+    for (const algorithm of ["maml", "fomaml", "reptile"] as const) {
+      await assertBatchedMatchesOneByOne(`${name} ${algorithm}`, { algorithm, model, theta, tasks, tol: 1e-4 });
+    }
+    dispose(theta);
+  }
 });

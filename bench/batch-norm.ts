@@ -1,0 +1,85 @@
+// Task-batched batch norm on tfjs-node's backend: TensorFlow's fused kernel with the tasks moved
+// beside the channels (meta/batch-norm.ts) against the formula, first as one op, forward and
+// backward, on [32, n, C] for a few n (which sets the row threshold), then as whole shards of
+// bench/cases.ts learners at three thresholds — formula only, the default, native always —
+// alternated shard by shard in one process, so the host's drift hits all three alike.
+//   node --import tsx bench/batch-norm.ts --backend tfjs-node [--case omniglot-mlp]
+//        [--algorithms maml,fomaml,anil,reptile] [--rounds 7]
+import * as tf from "@tensorflow/tfjs";
+import { runnerFor } from "../meta/run-config.js";
+import { dispose } from "../meta/params.js";
+import { batchNorm, setTaskBatchedNativeMinRows } from "../meta/batch-norm.js";
+import { benchCases, benchParams } from "./cases.js";
+import { arg, log, median, numArg, setupBackend } from "./common.js";
+
+const caseId = arg("case", "omniglot-mlp");
+const algorithms = arg("algorithms", "maml,fomaml,anil,reptile").split(",");
+const rounds = numArg("rounds", 7);
+
+await setupBackend();
+if (tf.getBackend() !== "tensorflow") throw new Error(`batch norm's fused kernels are tfjs-node's; got backend '${tf.getBackend()}' (run with --backend tfjs-node after npm run setup:native)`);
+const DEFAULT_ROWS = setTaskBatchedNativeMinRows(0);
+setTaskBatchedNativeMinRows(DEFAULT_ROWS);
+const VARIANTS: [string, number][] = [["formula", Infinity], [`native from ${DEFAULT_ROWS} rows (default)`, DEFAULT_ROWS], ["native always", 0]];
+
+// ---- one op: y = BN(x), and ∂Σ y·w/∂(x, γ), µs a call (median of 3 runs of 100) ----
+const opTime = (f: () => tf.Tensor[], n = 100): number => {
+  for (let i = 0; i < 10; i++) tf.dispose(f());
+  const t0 = performance.now();
+  for (let i = 0; i < n; i++) {
+    const r = f();
+    r[0]!.dataSync();
+    tf.dispose(r);
+  }
+  return ((performance.now() - t0) / n) * 1000;
+};
+log(`one task-batched batch norm [T, n, C], forward and backward, µs a call (median of 3), native / formula`);
+for (const [T, n, C] of [[32, 5, 64], [32, 5, 256], [32, 20, 64], [32, 75, 64], [32, 75, 256]] as const) {
+  const x = tf.randomNormal([T, n, C]);
+  const g = tf.ones([T, 1, C]);
+  const b = tf.zeros([T, 1, C]);
+  const w = tf.randomNormal([T, n, C]);
+  const f = () => tf.tidy(() => tf.grads((a: tf.Tensor, gg: tf.Tensor) => tf.sum(tf.mul(batchNorm(a, gg, b, [1]), w)))([x, g]));
+  const at = (rows: number) => {
+    setTaskBatchedNativeMinRows(rows);
+    return opTime(f);
+  };
+  const native: number[] = [];
+  const formula: number[] = [];
+  for (let rep = 0; rep < 3; rep++) {
+    native.push(at(0));
+    formula.push(at(Infinity));
+  }
+  console.log(`  [${T}, ${n}, ${C}]: ${median(native).toFixed(0)} / ${median(formula).toFixed(0)} µs, ${(median(native) / median(formula)).toFixed(2)}×`);
+  tf.dispose([x, g, b, w]);
+}
+
+// ---- whole shards, the three thresholds alternated ----
+const cases = benchCases({ conv4: caseId.includes("conv4") });
+const c = cases.find((x) => x.id === caseId);
+if (!c) throw new Error(`no case '${caseId}': one of ${cases.map((x) => x.id).join(", ")}`);
+log(`${caseId}, task-batched shards of ${c.shard}, ms a shard (median of ${rounds}, alternated)`);
+for (const algorithm of algorithms) {
+  if (!c.algorithms.includes(algorithm)) throw new Error(`case '${caseId}' times ${c.algorithms.join(", ")}, not '${algorithm}'`);
+  const tasks = Array.from({ length: c.shard }, (_, i) => c.family.task(7, "train", 0, i));
+  const theta = benchParams(c, algorithm);
+  const runner = runnerFor({
+    algorithm, model: c.model, kind: c.family.kind, innerSteps: c.innerSteps, innerLr: c.innerLr, batchTasks: true, classes: c.family.outputs,
+    ...(c.config ? { config: c.config } : {}),
+    ...(algorithm === "reptile" ? { options: { innerOptimizer: "sgd" } } : {}),
+  });
+  const shard = async (rows: number) => {
+    setTaskBatchedNativeMinRows(rows);
+    const t0 = performance.now();
+    dispose((await runner.runShard(theta, tasks)).sum);
+    return performance.now() - t0;
+  };
+  for (const [, rows] of VARIANTS) for (let i = 0; i < 2; i++) await shard(rows); // warm-up
+  const times = VARIANTS.map(() => [] as number[]);
+  for (let r = 0; r < rounds; r++) for (const [i, [, rows]] of VARIANTS.entries()) times[i]!.push(await shard(rows));
+  const base = median(times[0]!);
+  console.log(`  ${algorithm}${runner.batched ? "" : " (one by one: unaffected)"}: ` + VARIANTS.map(([name], i) => `${name} ${median(times[i]!).toFixed(0)} ms (${(median(times[i]!) / base).toFixed(2)}×)`).join(", "));
+  dispose(theta);
+}
+setTaskBatchedNativeMinRows(DEFAULT_ROWS);
+log("done");
