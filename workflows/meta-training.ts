@@ -296,8 +296,8 @@ function activityProxies(config: RunConfig) {
 }
 
 /** The changes to this workflow that `patched` guards, so histories begun before them replay. */
-type PatchId = "local-start-activities" | "local-outer-step" | "adaptive-heartbeat";
-const PATCH_IDS: readonly PatchId[] = ["local-start-activities", "local-outer-step", "adaptive-heartbeat"];
+type PatchId = "local-start-activities" | "local-outer-step" | "adaptive-heartbeat" | "cancel-before-continue-as-new";
+const PATCH_IDS: readonly PatchId[] = ["local-start-activities", "local-outer-step", "adaptive-heartbeat", "cancel-before-continue-as-new"];
 
 /**
  * Every patch decided in the execution's first activation, before anything awaits. A `patched`
@@ -465,6 +465,7 @@ async function metaTraining(input: MetaTrainingInput): Promise<MetaTrainingResul
   const shardCount = shardPlan(cfg).length;
   // Heartbeat timeouts sized from the shards' own silences; histories begun before keep the fixed one.
   const adaptiveHeartbeat = patch("adaptive-heartbeat");
+  const cancelBeforeContinueAsNew = patch("cancel-before-continue-as-new");
   const shardProxies = new Map<number, MetaTrainingActivities>();
   /** The shard activity as the next shard should be scheduled. */
   const shards = (): MetaTrainingActivities => {
@@ -690,8 +691,9 @@ async function metaTraining(input: MetaTrainingInput): Promise<MetaTrainingResul
     const historyFull = info.continueAsNewSuggested || info.historyLength + EVENTS_PER_SHARD * shardCount + 100 > HISTORY_EVENT_BUDGET;
     if (!last && !cancelling && (s.iteration - startIteration >= cfg.continueAsNewEvery || historyFull)) {
       await condition(allHandlersFinished);
-      // A cancel that came while a handler finished is not carried over: end here instead.
-      if (cancelling) break;
+      // A cancel that came while a handler finished is not carried over: end here instead
+      // (histories begun before this went on to continue-as-new, and replay so).
+      if (cancelling && cancelBeforeContinueAsNew) break;
       // Small JSON only: the config and keys, never tensors.
       await continueAsNew<typeof metaTrainingWorkflow>({ runId, config: cfg, state: { ...s, paused } });
     }
