@@ -156,15 +156,25 @@ export const identityOf = (pid: number) => (identity: string) => new RegExp(`(^|
 
 /** Wait until worker `pid` runs a `runShard` attempt of the latest run; returns the activity's id. */
 export async function waitForShardOnWorker(client: Client, workflowId: string, pid: number, timeoutMs = 2 * MINUTE): Promise<string> {
+  return (await waitForShardOnAnyWorker(client, workflowId, [pid], timeoutMs)).activityId;
+}
+
+/**
+ * Wait until one of workers `pids` runs a `runShard` attempt of the latest run; returns the
+ * activity's id and that worker's pid. (With two workers, one of them can take every shard of a
+ * short run: waiting for a fixed one can outlast the run.)
+ */
+export async function waitForShardOnAnyWorker(client: Client, workflowId: string, pids: number[], timeoutMs = 2 * MINUTE): Promise<{ activityId: string; pid: number }> {
   const deadline = Date.now() + timeoutMs;
-  const mine = identityOf(pid);
+  const who = pids.map((pid) => ({ pid, is: identityOf(pid) }));
   for (;;) {
     const d = await latestRun(client, workflowId).describe().catch(() => undefined);
-    const busy = (d?.raw.pendingActivities ?? []).find(
-      (a) => a.activityType?.name === "runShard" && Number(a.state) === 2 /* PENDING_ACTIVITY_STATE_STARTED */ && mine(a.lastWorkerIdentity ?? ""),
-    );
-    if (busy?.activityId) return busy.activityId;
-    if (Date.now() > deadline) assert.fail(`${workflowId}: worker ${pid} was never seen running a shard within ${timeoutMs} ms`);
+    for (const a of d?.raw.pendingActivities ?? []) {
+      if (a.activityType?.name !== "runShard" || Number(a.state) !== 2 /* PENDING_ACTIVITY_STATE_STARTED */ || !a.activityId) continue;
+      const w = who.find((x) => x.is(a.lastWorkerIdentity ?? ""));
+      if (w) return { activityId: a.activityId, pid: w.pid };
+    }
+    if (Date.now() > deadline) assert.fail(`${workflowId}: no worker of ${pids.join(", ")} was seen running a shard within ${timeoutMs} ms`);
     await sleep(25);
   }
 }

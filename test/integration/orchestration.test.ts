@@ -41,7 +41,7 @@ import { shardResultsUnusable } from "../../activities/errors.js";
 import { metricsSinks, noopMetrics } from "../../telemetry/index.js";
 import { prefetchSinks } from "../../activities/prefetch.js";
 import { useCpu } from "../helpers/tf.js";
-import { SMALL_SINUSOID, assertBitIdentical, latestRun, reference, runProgress, runResult, identityOf, storedParams as storedParamsOf, waitForShardOnWorker, waitRunProgress } from "../helpers/runs.js";
+import { SMALL_SINUSOID, assertBitIdentical, latestRun, reference, runProgress, runResult, identityOf, storedParams as storedParamsOf, waitForShardOnAnyWorker, waitForShardOnWorker, waitRunProgress } from "../helpers/runs.js";
 import { skipUnlessS3Server, startS3Server, type S3TestServer } from "../harness/s3-server.js";
 import { skipUnlessTemporal, startTemporalServer, type TemporalTestServer } from "../harness/temporal.js";
 import { METATRAIN_BIN } from "../harness/dev-stack.js";
@@ -759,8 +759,10 @@ describe("meta-training orchestration on Temporal and S3", { skip: skipUnlessTem
    */
   async function killGpuWorkerMidShard(workflowId: string, caught: (activityId: string) => Promise<boolean>): Promise<WorkerProcess> {
     for (let attempt = 1; ; attempt++) {
-      const victim = pool.alive("gpu")[0]!;
-      const activityId = await waitForShardOn(workflowId, victim.pid);
+      // Whichever gpu worker is seen running a shard first (one can take every shard of a run).
+      const alive = pool.alive("gpu");
+      const { activityId, pid } = await waitForShardOnAnyWorker(client, workflowId, alive.map((w) => w.pid));
+      const victim = alive.find((w) => w.pid === pid)!;
       await victim.kill("SIGKILL");
       if (await caught(activityId)) return victim;
       console.log(`# the shard finished before the kill landed (try ${attempt}); again with a fresh worker`);
