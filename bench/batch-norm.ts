@@ -6,10 +6,9 @@
 //   node --import tsx bench/batch-norm.ts --backend tfjs-node [--case omniglot-mlp]
 //        [--algorithms maml,fomaml,anil,reptile] [--rounds 7]
 import * as tf from "@tensorflow/tfjs";
-import { runnerFor } from "../meta/run-config.js";
 import { dispose } from "../meta/params.js";
 import { batchNorm, setTaskBatchedNativeMinRows } from "../meta/batch-norm.js";
-import { benchCases, benchParams } from "./cases.js";
+import { benchCase, benchParams, benchRunner, benchShardTasks } from "./cases.js";
 import { arg, log, median, numArg, setupBackend } from "./common.js";
 
 const caseId = arg("case", "omniglot-mlp");
@@ -55,19 +54,12 @@ for (const [T, n, C] of [[32, 5, 64], [32, 5, 256], [32, 20, 64], [32, 75, 64], 
 }
 
 // ---- whole shards, the three thresholds alternated ----
-const cases = benchCases({ conv4: caseId.includes("conv4") });
-const c = cases.find((x) => x.id === caseId);
-if (!c) throw new Error(`no case '${caseId}': one of ${cases.map((x) => x.id).join(", ")}`);
+const c = benchCase(caseId, algorithms);
 log(`${caseId}, task-batched shards of ${c.shard}, ms a shard (median of ${rounds}, alternated)`);
 for (const algorithm of algorithms) {
-  if (!c.algorithms.includes(algorithm)) throw new Error(`case '${caseId}' times ${c.algorithms.join(", ")}, not '${algorithm}'`);
-  const tasks = Array.from({ length: c.shard }, (_, i) => c.family.task(7, "train", 0, i));
+  const tasks = benchShardTasks(c);
   const theta = benchParams(c, algorithm);
-  const runner = runnerFor({
-    algorithm, model: c.model, kind: c.family.kind, innerSteps: c.innerSteps, innerLr: c.innerLr, batchTasks: true, classes: c.family.outputs,
-    ...(c.config ? { config: c.config } : {}),
-    ...(algorithm === "reptile" ? { options: { innerOptimizer: "sgd" } } : {}),
-  });
+  const runner = benchRunner(c, algorithm, true);
   const shard = async (rows: number) => {
     setTaskBatchedNativeMinRows(rows);
     const t0 = performance.now();

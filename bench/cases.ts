@@ -7,7 +7,8 @@ import { loadOmniglot } from "../storage/datasets.js";
 import type { TaskFamily } from "../meta/tasks/types.js";
 import * as tf from "@tensorflow/tfjs";
 import type { Params } from "../meta/params.js";
-import type { RunConfigInput } from "../meta/run-config.js";
+import { runnerFor, type RunConfigInput } from "../meta/run-config.js";
+import type { Task } from "../meta/tasks/types.js";
 import { alphaKey } from "../meta/algorithms/meta-sgd.js";
 
 /** The architecture of a case as plain JSON, enough for another framework to build the same net. */
@@ -69,4 +70,26 @@ export function benchParams(c: BenchCase, algorithm: string): Params {
   const out: Params = { ...theta };
   for (const k of Object.keys(theta)) out[alphaKey(k)] = tf.fill(theta[k]!.shape, c.innerLr);
   return out;
+}
+
+/** The case `id` (of benchCases, Conv4 cases built when the id names them) that times every one of `algorithms`; else an error naming the choices. */
+export function benchCase(id: string, algorithms: readonly string[]): BenchCase {
+  const cases = benchCases({ conv4: id.includes("conv4") });
+  const c = cases.find((x) => x.id === id);
+  if (!c) throw new Error(`no case '${id}': one of ${cases.map((x) => x.id).join(", ")}`);
+  const missing = algorithms.filter((a) => !c.algorithms.includes(a));
+  if (missing.length) throw new Error(`case '${id}' times ${c.algorithms.join(", ")}, not '${missing.join(", ")}'`);
+  return c;
+}
+
+/** The tasks of one benchmark shard of `c` (seed 7, training split, iteration 0). */
+export const benchShardTasks = (c: BenchCase): Task[] => Array.from({ length: c.shard }, (_, i) => c.family.task(7, "train", 0, i));
+
+/** `algorithm`'s shard runner on case `c` as the benchmarks time it (Reptile: plain SGD on the whole support set). */
+export function benchRunner(c: BenchCase, algorithm: string, batchTasks: boolean): ReturnType<typeof runnerFor> {
+  return runnerFor({
+    algorithm, model: c.model, kind: c.family.kind, innerSteps: c.innerSteps, innerLr: c.innerLr, batchTasks, classes: c.family.outputs,
+    ...(c.config ? { config: c.config } : {}),
+    ...(algorithm === "reptile" ? { options: { innerOptimizer: "sgd" } } : {}),
+  });
 }

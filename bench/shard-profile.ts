@@ -8,9 +8,8 @@
 // Kernel times under tf.profile are inflated by the profiler's own bookkeeping; read them as
 // shares of the whole, and the first line (no profiler) as the shard's time.
 import * as tf from "@tensorflow/tfjs";
-import { runnerFor } from "../meta/run-config.js";
 import { dispose } from "../meta/params.js";
-import { benchCases, benchParams } from "./cases.js";
+import { benchCase, benchParams, benchRunner, benchShardTasks } from "./cases.js";
 import { arg, log, numArg, setupBackend } from "./common.js";
 
 const caseId = arg("case", "omniglot-mlp");
@@ -20,17 +19,10 @@ const top = numArg("top", 25);
 const batchTasks = arg("batched", "true") === "true";
 
 await setupBackend();
-const cases = benchCases({ conv4: caseId.includes("conv4") });
-const c = cases.find((x) => x.id === caseId);
-if (!c) throw new Error(`no case '${caseId}': one of ${cases.map((x) => x.id).join(", ")}`);
-if (!c.algorithms.includes(algorithm)) throw new Error(`case '${caseId}' times ${c.algorithms.join(", ")}, not '${algorithm}'`);
-const tasks = Array.from({ length: c.shard }, (_, i) => c.family.task(7, "train", 0, i));
+const c = benchCase(caseId, [algorithm]);
+const tasks = benchShardTasks(c);
 const theta = benchParams(c, algorithm);
-const runner = runnerFor({
-  algorithm, model: c.model, kind: c.family.kind, innerSteps: c.innerSteps, innerLr: c.innerLr, batchTasks, classes: c.family.outputs,
-  ...(c.config ? { config: c.config } : {}),
-  ...(algorithm === "reptile" ? { options: { innerOptimizer: "sgd" } } : {}),
-});
+const runner = benchRunner(c, algorithm, batchTasks);
 const shard = async () => dispose((await runner.runShard(theta, tasks)).sum);
 
 for (let i = 0; i < 3; i++) await shard();

@@ -11,7 +11,7 @@ import { parseRunConfig, resolveRun, runnerFor } from "../meta/run-config.js";
 import { FILE_DATA } from "../activities/build.js";
 import { dispose } from "../meta/params.js";
 import type { Task } from "../meta/tasks/types.js";
-import { benchCases } from "./cases.js";
+import { benchCases, benchShardTasks } from "./cases.js";
 import type { ShardRunner } from "../meta/algorithms/learner.js";
 import type { Params } from "../meta/params.js";
 import { selectBackend, type BackendPreference } from "../meta/backend.js";
@@ -46,7 +46,7 @@ for (const pref of backends) {
     continue;
   }
   for (const c of cases) {
-    const tasks = Array.from({ length: c.shard }, (_, i) => c.family.task(7, "train", 0, i));
+    const tasks = benchShardTasks(c);
     const theta = c.model.init(3);
     for (const { name: algorithm, needs } of selected.filter((l) => !episodicPreset(l.name))) {
       const variants = [false, ...(c.model.forwardBatched && needs.taskBatching ? [true] : [])];

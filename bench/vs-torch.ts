@@ -20,7 +20,7 @@ import { runEpisodes } from "../meta/algorithms/episodes.js";
 import { factoringPays } from "../meta/algorithms/factored-episode.js";
 import { mamlEpisode } from "../meta/algorithms/maml.js";
 import { arg, log, machine, median, numArg, record, setupBackend } from "./common.js";
-import { BENCH_ALGORITHMS, benchCases, benchParams, type BenchCase } from "./cases.js";
+import { BENCH_ALGORITHMS, benchCases, benchParams, benchShardTasks, type BenchCase } from "./cases.js";
 
 const rounds = numArg("rounds", 3);
 const tag = arg("tag", "run");
@@ -72,7 +72,7 @@ const slots: Slot[] = [];
 const held: Params[] = [];
 let torchVersion = "";
 for (const c of cases) {
-  const tasks: Task[] = Array.from({ length: c.shard }, (_, i) => c.family.task(7, "train", 0, i));
+  const tasks: Task[] = benchShardTasks(c);
   const info = await torch.ask({
     op: "case",
     id: c.id,

@@ -106,7 +106,7 @@ const bnGradGrad: tf.GradConfig = {
     const rFlat = tf.reshape(r, gamma.shape);
     // ∂/∂x = (b·r − γ·r²·mean(a·x̂))·u − γ·r²·mean(a·u)·x̂ − r·m₂·D_a, the per-channel factors first.
     const gr2 = tf.mul(gamma, tf.square(r));
-    const onU = tf.sub(tf.mul(b!, r), tf.mul(gr2, tf.div(tf.reshape(saxhat!, gamma.shape), n)));
+    const onU = tf.sub(tf.mul(b!, r), tf.mul(gr2, tf.div(saxhat!, n)));
     const onXhat = tf.mul(gr2, tf.div(au, n));
     return {
       g: () => tf.add(tf.add(da!, tf.mul(xhat, b!)), c!),
@@ -235,9 +235,9 @@ function runBatchNorm(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, axes: num
 
 /**
  * Rows per task from which the fused kernel pays for the two transposes around it: measured on
- * [32, n, C] (forward and backward, native against the formula) by bench/batch-norm.ts, about
- * 1.3× slower at n = 5, even at 20, 0.7× at 75 (bench/RESULTS.md). Support sets of a few shots
- * keep the formula; query sets and Conv4's activations go native.
+ * [32, n, C] (forward and backward, native against the formula) by bench/batch-norm.ts, 1.4–1.7×
+ * the formula's time at n = 5, 1.2× at 20, 0.7–0.8× at 75 (bench/RESULTS.md). Support sets of a
+ * few shots keep the formula; query sets and Conv4's activations go native.
  */
 let nativeMinRows = 32;
 
