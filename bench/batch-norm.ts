@@ -6,10 +6,9 @@
 //   node --import tsx bench/batch-norm.ts --backend tfjs-node [--case omniglot-mlp]
 //        [--algorithms maml,fomaml,anil,reptile] [--rounds 7]
 import * as tf from "@tensorflow/tfjs";
-import { dispose } from "../meta/params.js";
 import { batchNorm, setTaskBatchedNativeMinRows } from "../meta/batch-norm.js";
-import { benchCase, benchParams, benchRunner, benchShardTasks } from "./cases.js";
-import { arg, log, median, numArg, setupBackend } from "./common.js";
+import { alternateShards, benchCase } from "./cases.js";
+import { arg, log, median, numArg, opMicros, setupBackend } from "./common.js";
 
 const caseId = arg("case", "omniglot-mlp");
 const algorithms = arg("algorithms", "maml,fomaml,anil,reptile").split(",");
@@ -22,16 +21,6 @@ setTaskBatchedNativeMinRows(DEFAULT_ROWS);
 const VARIANTS: [string, number][] = [["formula", Infinity], [`native from ${DEFAULT_ROWS} rows (default)`, DEFAULT_ROWS], ["native always", 0]];
 
 // ---- one op: y = BN(x), and ∂Σ y·w/∂(x, γ), µs a call (median of 3 runs of 100) ----
-const opTime = (f: () => tf.Tensor[], n = 100): number => {
-  for (let i = 0; i < 10; i++) tf.dispose(f());
-  const t0 = performance.now();
-  for (let i = 0; i < n; i++) {
-    const r = f();
-    r[0]!.dataSync();
-    tf.dispose(r);
-  }
-  return ((performance.now() - t0) / n) * 1000;
-};
 log(`one task-batched batch norm [T, n, C], forward and backward, µs a call (median of 3), native / formula`);
 for (const [T, n, C] of [[32, 5, 64], [32, 5, 256], [32, 20, 64], [32, 75, 64], [32, 75, 256]] as const) {
   const x = tf.randomNormal([T, n, C]);
@@ -41,7 +30,7 @@ for (const [T, n, C] of [[32, 5, 64], [32, 5, 256], [32, 20, 64], [32, 75, 64], 
   const f = () => tf.tidy(() => tf.grads((a: tf.Tensor, gg: tf.Tensor) => tf.sum(tf.mul(batchNorm(a, gg, b, [1]), w)))([x, g]));
   const at = (rows: number) => {
     setTaskBatchedNativeMinRows(rows);
-    return opTime(f);
+    return opMicros(f);
   };
   const native: number[] = [];
   const formula: number[] = [];
@@ -56,22 +45,6 @@ for (const [T, n, C] of [[32, 5, 64], [32, 5, 256], [32, 20, 64], [32, 75, 64], 
 // ---- whole shards, the three thresholds alternated ----
 const c = benchCase(caseId, algorithms);
 log(`${caseId}, task-batched shards of ${c.shard}, ms a shard (median of ${rounds}, alternated)`);
-for (const algorithm of algorithms) {
-  const tasks = benchShardTasks(c);
-  const theta = benchParams(c, algorithm);
-  const runner = benchRunner(c, algorithm, true);
-  const shard = async (rows: number) => {
-    setTaskBatchedNativeMinRows(rows);
-    const t0 = performance.now();
-    dispose((await runner.runShard(theta, tasks)).sum);
-    return performance.now() - t0;
-  };
-  for (const [, rows] of VARIANTS) for (let i = 0; i < 2; i++) await shard(rows); // warm-up
-  const times = VARIANTS.map(() => [] as number[]);
-  for (let r = 0; r < rounds; r++) for (const [i, [, rows]] of VARIANTS.entries()) times[i]!.push(await shard(rows));
-  const base = median(times[0]!);
-  console.log(`  ${algorithm}${runner.batched ? "" : " (one by one: unaffected)"}: ` + VARIANTS.map(([name], i) => `${name} ${median(times[i]!).toFixed(0)} ms (${(median(times[i]!) / base).toFixed(2)}×)`).join(", "));
-  dispose(theta);
-}
+await alternateShards(c, algorithms, VARIANTS.map(([name, rows]) => ({ name, apply: () => setTaskBatchedNativeMinRows(rows) })), { rounds, batched: true });
 setTaskBatchedNativeMinRows(DEFAULT_ROWS);
 log("done");

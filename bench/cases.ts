@@ -10,6 +10,8 @@ import type { Params } from "../meta/params.js";
 import { runnerFor, type RunConfigInput } from "../meta/run-config.js";
 import type { Task } from "../meta/tasks/types.js";
 import { alphaKey } from "../meta/algorithms/meta-sgd.js";
+import { dispose } from "../meta/params.js";
+import { median } from "./common.js";
 
 /** The architecture of a case as plain JSON, enough for another framework to build the same net. */
 export type ModelSpecJson =
@@ -92,4 +94,38 @@ export function benchRunner(c: BenchCase, algorithm: string, batchTasks: boolean
     ...(c.config ? { config: c.config } : {}),
     ...(algorithm === "reptile" ? { options: { innerOptimizer: "sgd" } } : {}),
   });
+}
+
+/** A setting of the code under test (a kernel, a threshold), applied before each shard it times. */
+export interface BenchVariant {
+  name: string;
+  apply: () => void;
+}
+
+/**
+ * ms a shard of each of `algorithms` on case `c` under each variant, alternated shard by shard in
+ * this process (two warm-up shards each first), so the host's drift hits every variant alike:
+ * medians of `rounds`, one line per algorithm with each variant's ratio to the first.
+ */
+export async function alternateShards(c: BenchCase, algorithms: readonly string[], variants: readonly BenchVariant[], o: { rounds: number; batched: boolean }): Promise<Record<string, Record<string, number>>> {
+  const out: Record<string, Record<string, number>> = {};
+  for (const algorithm of algorithms) {
+    const tasks = benchShardTasks(c);
+    const theta = benchParams(c, algorithm);
+    const runner = benchRunner(c, algorithm, o.batched);
+    const shard = async (v: BenchVariant) => {
+      v.apply();
+      const t0 = performance.now();
+      dispose((await runner.runShard(theta, tasks)).sum);
+      return performance.now() - t0;
+    };
+    for (const v of variants) for (let i = 0; i < 2; i++) await shard(v);
+    const times = variants.map(() => [] as number[]);
+    for (let r = 0; r < o.rounds; r++) for (const [i, v] of variants.entries()) times[i]!.push(await shard(v));
+    const ms = times.map(median);
+    out[algorithm] = Object.fromEntries(variants.map((v, i) => [v.name, ms[i]!]));
+    console.log(`  ${algorithm}${runner.batched ? "" : " (one by one)"}: ` + variants.map((v, i) => `${v.name} ${ms[i]!.toFixed(0)} ms (${(ms[i]! / ms[0]!).toFixed(2)}×)`).join(", "));
+    dispose(theta);
+  }
+  return out;
 }

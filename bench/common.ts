@@ -69,3 +69,16 @@ export function record(name: string, data: unknown): void {
   log(`wrote ${file}`);
   console.log(JSON.stringify(data, null, 2));
 }
+
+/** µs a call of `f` (an op and what it returns, disposed), over `n` calls after 10 to warm up; waits for the first result's values each call. */
+export function opMicros(f: () => import("@tensorflow/tfjs").Tensor[], n = 100): number {
+  for (let i = 0; i < 10; i++) disposeAll(f());
+  const t0 = performance.now();
+  for (let i = 0; i < n; i++) {
+    const r = f();
+    r[0]!.dataSync();
+    disposeAll(r);
+  }
+  return ((performance.now() - t0) / n) * 1000;
+}
+const disposeAll = (ts: { dispose(): void }[]) => ts.forEach((t) => t.dispose());

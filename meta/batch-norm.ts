@@ -4,6 +4,7 @@
 // tfjs-node's backend, one task's batch norm runs as TensorFlow's fused kernels instead (below),
 // and so does a task-batched one with enough rows a task (tasks moved beside the channels).
 import * as tf from "@tensorflow/tfjs";
+import { floatType, nativeBackend, registerOwnKernel, type NativeBackend } from "./native.js";
 
 /** Added to the variance (PyTorch's and the MAML reference code's default). */
 export const BN_EPS = 1e-5;
@@ -22,23 +23,17 @@ interface BnAttrs {
 // as a kernel of ours (GRAD_KERNEL) whose gradient is written out below (bnGradGrad): MAML's
 // inner steps, whose backward the outer gradient differentiates, run it natively too.
 
-/** What tfjs-node's backend offers for calling a TensorFlow op by name (not part of tfjs's public types). */
-interface NativeBackend {
-  binding: { TF_ATTR_TYPE: number; TF_ATTR_FLOAT: number; TF_ATTR_STRING: number; TF_ATTR_BOOL: number; TF_FLOAT: number };
-  executeMultipleOutputs(name: string, attrs: unknown[], inputs: tf.Tensor[], numOutputs: number): tf.Tensor[];
-}
-
 /** The backend as a native one, when it is tfjs-node's (`tensorflow`) and x's batch norm is one FusedBatchNorm (axes all but the last; γ, β one value per feature). */
 function nativeFor(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, axes: number[]): NativeBackend | undefined {
-  if (tf.getBackend() !== "tensorflow" || (x.rank !== 2 && x.rank !== 4) || gamma.rank !== 1 || beta.rank !== 1) return undefined;
+  if ((x.rank !== 2 && x.rank !== 4) || gamma.rank !== 1 || beta.rank !== 1) return undefined;
   if (axes.length !== x.rank - 1 || axes.some((a, i) => a !== i)) return undefined;
-  return tf.backend() as unknown as NativeBackend;
+  return nativeBackend();
 }
 
 function fusedAttrs(b: NativeBackend): unknown[] {
   const B = b.binding;
   return [
-    { name: "T", type: B.TF_ATTR_TYPE, value: B.TF_FLOAT },
+    floatType(b),
     { name: "epsilon", type: B.TF_ATTR_FLOAT, value: BN_EPS },
     { name: "data_format", type: B.TF_ATTR_STRING, value: "NHWC" },
     { name: "is_training", type: B.TF_ATTR_BOOL, value: true },
@@ -175,38 +170,23 @@ function sumTo(t: tf.Tensor, shape: number[]): tf.Tensor {
   return tf.util.arraysEqual(r.shape, shape) ? r : tf.reshape(r, shape);
 }
 
-const registered = new Set<string>();
+const forwardKernel: tf.KernelFunc = ({ inputs, attrs }) => {
+  const { x, gamma, beta } = inputs as unknown as { x: tf.Tensor; gamma: tf.Tensor; beta: tf.Tensor };
+  const axes = (attrs as unknown as BnAttrs).axes;
+  const native = nativeFor(x, gamma, beta, axes);
+  if (native) return tf.tidy(() => nativeForward(native, x, gamma, beta)) as unknown as tf.TensorInfo[];
+  return tf.tidy(() => forward(x, gamma, beta, axes)) as unknown as tf.TensorInfo;
+};
 
-/** Registers the kernel for the active backend (its body is backend-neutral tf ops) and the gradient, once. */
+const backwardKernel: tf.KernelFunc = ({ inputs }) => {
+  const { g, x, gamma, saved1, saved2 } = inputs as unknown as Record<"g" | "x" | "gamma" | "saved1" | "saved2", tf.Tensor>;
+  return tf.tidy(() => nativeBackward(nativeBackend()!, g, x, gamma, saved1, saved2)) as unknown as tf.TensorInfo[];
+};
+
+/** Registers both kernels for the active backend (the forward's body is backend-neutral tf ops; the backward kernel is tfjs-node's alone) and their gradients, once. */
 function ensureRegistered(): void {
-  const backend = tf.getBackend();
-  if (registered.has(backend)) return;
-  if (!tf.getKernel(KERNEL, backend)) {
-    tf.registerKernel({
-      kernelName: KERNEL,
-      backendName: backend,
-      kernelFunc: ({ inputs, attrs }) => {
-        const { x, gamma, beta } = inputs as unknown as { x: tf.Tensor; gamma: tf.Tensor; beta: tf.Tensor };
-        const axes = (attrs as unknown as BnAttrs).axes;
-        const native = nativeFor(x, gamma, beta, axes);
-        if (native) return tf.tidy(() => nativeForward(native, x, gamma, beta)) as unknown as tf.TensorInfo[];
-        return tf.tidy(() => forward(x, gamma, beta, axes)) as unknown as tf.TensorInfo;
-      },
-    });
-  }
-  if (tf.getGradient(KERNEL) !== bnGrad) tf.registerGradient(bnGrad);
-  if (backend === "tensorflow" && !tf.getKernel(GRAD_KERNEL, backend)) {
-    tf.registerKernel({
-      kernelName: GRAD_KERNEL,
-      backendName: backend,
-      kernelFunc: ({ inputs }) => {
-        const { g, x, gamma, saved1, saved2 } = inputs as unknown as Record<"g" | "x" | "gamma" | "saved1" | "saved2", tf.Tensor>;
-        return tf.tidy(() => nativeBackward(tf.backend() as unknown as NativeBackend, g, x, gamma, saved1, saved2)) as unknown as tf.TensorInfo[];
-      },
-    });
-  }
-  if (tf.getGradient(GRAD_KERNEL) !== bnGradGrad) tf.registerGradient(bnGradGrad);
-  registered.add(backend);
+  registerOwnKernel(KERNEL, forwardKernel, bnGrad);
+  registerOwnKernel(GRAD_KERNEL, backwardKernel, bnGradGrad, ["tensorflow"]);
 }
 
 /**

@@ -29,6 +29,7 @@
 // MaxPoolGrad, DepthwiseConv2dNative, Tile, Multiply and ZerosLike kernels, which wasm has.
 import * as tf from '@tensorflow/tfjs';
 import { logSoftmax } from './losses.js';
+import { reluGrad } from './relu.js';
 
 type Pad = tf.Conv2DBackpropFilterAttrs['pad'];
 type Rounding = tf.Conv2DBackpropFilterAttrs['dimRoundingMode'];
@@ -284,10 +285,10 @@ export const leanGradients: readonly tf.GradConfig[] = [
       };
     },
   },
-  // dy·[x > 0]: tfjs's Step kernel is six kernels on the native backend (isNaN, greater, ones,
-  // fill, where, select), a comparison and a cast are two; equal to dy·step(x) for every non-NaN x
-  // (a NaN input gives 0 here, NaN there). Greater's gradient is 0 (comparisonGrads).
-  fromInput(tf.Relu, 'x', (x, dy) => tf.mul(dy, tf.cast(tf.greater(x, 0), 'float32'))),
+  // dy·[x > 0] as one kernel (meta/relu.ts: TensorFlow's ReluGrad on tfjs-node; tfjs's Step is six
+  // kernels there — isNaN, greater, ones, fill, where, select); equal to dy·step(x) for every
+  // non-NaN x (a NaN input gives 0 here, NaN there).
+  fromInput(tf.Relu, 'x', (x, dy) => reluGrad(dy, x)),
   fromInput(tf.Square, 'x', (x, dy) => tf.mul(dy, tf.mul(x, 2))),
   fromInput(tf.Sqrt, 'x', (x, dy) => tf.div(dy, tf.mul(tf.sqrt(x), 2))),
   {

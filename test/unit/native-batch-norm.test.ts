@@ -7,23 +7,15 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
-import { selectBackend } from "../../meta/backend.js";
 import { batchNorm, BN_EPS } from "../../meta/batch-norm.js";
 import { Rng } from "../../meta/rng.js";
 import { conv4, mlp } from "../../meta/models.js";
 import { dispose } from "../../meta/params.js";
 import type { Task } from "../../meta/tasks/types.js";
 import { assertBatchedMatchesOneByOne } from "../helpers/learners.js";
+import { nativeBackendOrSkip } from "../helpers/native.js";
 
-// Decided before the tests are declared, so a missing backend shows as skipped with its reason.
-let native: string | undefined;
-try {
-  await selectBackend("tfjs-node", {});
-  native = tf.getBackend();
-} catch (e) {
-  if (process.env.METATRAIN_REQUIRE_NATIVE === "1") throw e;
-}
-const opts = () => ({ skip: native === "tensorflow" ? false : "the native backend is not installed (npm run setup:native)" });
+const opts = await nativeBackendOrSkip();
 
 /** The textbook batch norm over all axes but the last, in plain tfjs ops (autodiff through them). */
 function textbook(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor): tf.Tensor {
