@@ -96,12 +96,12 @@ for (const c of cases) {
       .map((batchTasks) => runnerFor({ algorithm, model: c.model, kind: c.family.kind, innerSteps: c.innerSteps, innerLr: c.innerLr, batchTasks, classes: c.family.outputs, ...(c.config ? { config: c.config } : {}), ...(options ? { options } : {}) }))
       .filter((runner, i) => i === 0 || runner.batched)
       .map((runner) => ({ label: runner.batched ? "batched" : "one-by-one", runner }));
-    // MAML, first-order MAML and plain-SGD Reptile factor an MLP's kernels when batched
+    // MAML, first-order MAML and plain-SGD Reptile factor an MLP's input kernel when batched
     // (factored-episode.ts); the same batched episode without factoring is timed beside them, as the "before".
     const supportRows = tasks[0]!.support.xShape[0]!;
     if ((algorithm === "maml" || algorithm === "fomaml") && factoringPays(c.model, supportRows)) {
       const fn = mamlEpisode(c.innerSteps, c.innerLr, algorithm === "fomaml");
-      tfRunners.push({ label: UNFACTORED, runner: { batched: true, runShard: (p, ts) => runEpisodes(p, ts, { model: c.model, kind: c.family.kind, batched: true, factorKernels: false }, fn) } });
+      tfRunners.push({ label: UNFACTORED, runner: { batched: true, runShard: (p, ts) => runEpisodes(p, ts, { model: c.model, kind: c.family.kind, batched: true, factorInput: false }, fn) } });
     }
     if (algorithm === "reptile" && factoringPays(c.model, supportRows)) {
       // An inner batch as large as the support set: the same whole-set SGD steps, which Reptile factors only when no batch size is set.

@@ -77,8 +77,8 @@ export async function evaluateWith(
   opts: {
     batchable: boolean;
     batchNorm?: EvaluationResult["batchNorm"];
-    /** `adapt` steps only by `e.step` (plain SGD on the support set): batched episodes may factor the dense kernels. */
-    factorKernels?: boolean;
+    /** `adapt` steps only by `e.step` (plain SGD on the support set): batched episodes may factor the input kernel. */
+    factorInput?: boolean;
   } = { batchable: true },
 ): Promise<EvaluationResult> {
   const total = o.tasks ?? 600;
@@ -91,7 +91,7 @@ export async function evaluateWith(
   for (let start = 0; start < total; start += batch) {
     const count = Math.min(batch, total - start);
     const tasks = Array.from({ length: count }, (_, j) => family.task(o.seed, split, 0, start + j));
-    const e = episodeOf(tasks, model, family.kind, batch > 1, family.outputs, opts.factorKernels);
+    const e = episodeOf(tasks, model, family.kind, batch > 1, family.outputs, opts.factorInput);
     try {
       tf.tidy(() =>
         adapt(e, params, stepsWanted, (step, out) => {
@@ -139,5 +139,5 @@ export function sgdAdaptation(lr: number, adaptable?: readonly string[]): AdaptA
 
 /** Evaluate `params` on `family` by SGD fine-tuning at `o.innerLr` (the MAML family's test-time rule). */
 export function evaluate(model: Model, family: TaskFamily, params: Params, o: EvaluateOptions): Promise<EvaluationResult> {
-  return evaluateWith(model, family, params, o, sgdAdaptation(o.innerLr), { batchable: true, factorKernels: true });
+  return evaluateWith(model, family, params, o, sgdAdaptation(o.innerLr), { batchable: true, factorInput: true });
 }

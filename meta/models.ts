@@ -31,11 +31,10 @@ export interface Model {
   /**
    * Optional task-batched forward: `params` carry a leading task dimension T, `x` is
    * [T, n, ...inputShape]; returns [T, n, outputs]. Present only where it is implemented (MLPs).
-   * `product`: h·W_t for each task's kernel W_t of every dense layer, which the model then uses in
-   * place of computing it (and does not read that kernel from `params`); the input kernel's h is
-   * `x` itself.
+   * `inputProduct` ([T, n, units], with `inputKernel`): x·W_t for each task's input kernel, which
+   * the model then uses in place of computing it (and `params[inputKernel]` is not read).
    */
-  forwardBatched?(params: Params, x: tf.Tensor, product?: KernelProduct): tf.Tensor;
+  forwardBatched?(params: Params, x: tf.Tensor, inputProduct?: tf.Tensor): tf.Tensor;
   /**
    * Optional: the kernel W the model applies to its flattened input only as x·W (an MLP's first
    * layer), so a batched episode may keep it shared and factor each task's SGD change to it
@@ -43,20 +42,11 @@ export interface Model {
    */
   readonly inputKernel?: string;
   /**
-   * Optional, with `inputKernel`: the kernels after it that the model applies only as h·W to
-   * hidden features h [T, n, in] (an MLP's later layers), with their widths, which a batched
-   * episode may factor likewise.
-   */
-  readonly hiddenKernels?: readonly { name: string; in: number; out: number }[];
-  /**
    * Optional split into a body (features) and a head (the final linear layer), for learners that
    * adapt the head only (ANIL): `forward(p, x)` equals `head(p, body(p, x))`.
    */
   split?: ModelSplit;
 }
-
-/** h·W_t ([T, n, out]) of each task's copy of the kernel named `kernel`, for inputs h ([T, n, in]; the input kernel's: the model's input x). */
-export type KernelProduct = (kernel: string, h: tf.Tensor) => tf.Tensor;
 
 /** A model as body and head; `headKeys` name the head's parameters, the rest are the body's. */
 export interface ModelSplit {
@@ -106,12 +96,12 @@ export function mlp(opts: MlpOptions): Model {
   const inputShape = opts.inputShape ?? [sizes[0]!];
   const inFeatures = sizes[0]!;
 
-  function body(params: Params, h: tf.Tensor, batched: boolean, upTo = layers, product?: KernelProduct): tf.Tensor {
+  function body(params: Params, h: tf.Tensor, batched: boolean, upTo = layers, inputProduct?: tf.Tensor): tf.Tensor {
     // Unbatched h is [n, features]; batched h is [T, n, features] with weights [T, in, out].
     for (let l = 0; l < upTo; l++) {
       const b = params[`dense${l}/bias`]!;
-      if (product) {
-        h = tf.add(product(`dense${l}/kernel`, h), tf.expandDims(b, 1));
+      if (l === 0 && inputProduct) {
+        h = tf.add(inputProduct, tf.expandDims(b, 1));
       } else {
         const w = params[`dense${l}/kernel`]!;
         h = batched ? tf.add(batchMatMul3d(h, w), tf.expandDims(b, 1)) : tf.add(tf.matMul(h, w), b);
@@ -165,11 +155,10 @@ export function mlp(opts: MlpOptions): Model {
     forward(params: Params, x: tf.Tensor): tf.Tensor {
       return body(params, tf.reshape(x, [x.shape[0]!, inFeatures]), false);
     },
-    forwardBatched(params: Params, x: tf.Tensor, product?: KernelProduct): tf.Tensor {
-      return body(params, product ? x : tf.reshape(x, [x.shape[0]!, x.shape[1]!, inFeatures]), true, layers, product);
+    forwardBatched(params: Params, x: tf.Tensor, inputProduct?: tf.Tensor): tf.Tensor {
+      return body(params, inputProduct ? x : tf.reshape(x, [x.shape[0]!, x.shape[1]!, inFeatures]), true, layers, inputProduct);
     },
     inputKernel: "dense0/kernel",
-    hiddenKernels: sizes.slice(1, -1).map((_, i) => ({ name: `dense${i + 1}/kernel`, in: sizes[i + 1]!, out: sizes[i + 2]! })),
     split: {
       headKeys: [`dense${layers - 1}/kernel`, `dense${layers - 1}/bias`],
       body: (params, x) => body(params, tf.reshape(x, [x.shape[0]!, inFeatures]), false, layers - 1),

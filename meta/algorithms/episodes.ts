@@ -7,7 +7,7 @@ import type { Model } from "../models.js";
 import { addScaled, dispose, fromList, names, sub, type Params } from "../params.js";
 import { accuracy, disposeExamples, stackExamples, taskLoss, taskLosses, toTensors, type ExampleTensors } from "../losses.js";
 import type { Task, TaskKind } from "../tasks/types.js";
-import { factorKernels, factoredKernelIn, factoringPays } from "./factored-episode.js";
+import { factorInputKernel, factoredKernelIn, factoringPays } from "./factored-episode.js";
 import type { Episode, ShardHooks, ShardResult, TaskMetrics } from "./types.js";
 
 /**
@@ -102,15 +102,15 @@ function batched(tasks: readonly Task[], model: Model, kind: TaskKind, classes: 
 /**
  * Episode of a task list: batched over a task axis, or the single task (tasks.length must be 1).
  * `classes`: the width of one-hot targets — the task family's ways (default the model's outputs,
- * which is the same for a classifier; an embedding's outputs are its features). `factor`:
+ * which is the same for a classifier; an embedding's outputs are its features). `factorInput`:
  * the caller adapts only by `e.step` (plain SGD on the whole support set), so a batched episode may
- * keep the model's dense kernels shared and factor each task's change to them, where that pays
+ * keep the model's input kernel shared and factor each task's change to it, where that pays
  * (meta/algorithms/factored-episode.ts).
  */
-export function episodeOf(tasks: readonly Task[], model: Model, kind: TaskKind, asBatch: boolean, classes = model.outputs, factor = false): Episode {
+export function episodeOf(tasks: readonly Task[], model: Model, kind: TaskKind, asBatch: boolean, classes = model.outputs, factorInput = false): Episode {
   if (asBatch) {
     const e = batched(tasks, model, kind, classes);
-    return factor && factoringPays(model, e.support.x.shape[1]!) ? factorKernels(e, model) : e;
+    return factorInput && factoringPays(model, e.support.x.shape[1]!) ? factorInputKernel(e, model) : e;
   }
   if (tasks.length !== 1) throw new Error(`an unbatched episode holds one task, got ${tasks.length}`);
   return single(tasks[0]!, model, kind, classes);
@@ -225,8 +225,8 @@ export async function runEpisodes(
     batched: boolean;
     /** One-hot width (the family's ways); default the model's outputs. */
     classes?: number;
-    /** `fn` adapts only by `e.step`: batched episodes may factor the dense kernels (episodeOf). */
-    factorKernels?: boolean;
+    /** `fn` adapts only by `e.step`: batched episodes may factor the input kernel (episodeOf). */
+    factorInput?: boolean;
   },
   fn: EpisodeFn,
   hooks: ShardHooks = {},
@@ -237,7 +237,7 @@ export async function runEpisodes(
   const metrics: TaskMetrics[] = [];
   try {
     for (const gt of groups) {
-      const e = episodeOf(gt, o.model, o.kind, o.batched, o.classes, o.factorKernels);
+      const e = episodeOf(gt, o.model, o.kind, o.batched, o.classes, o.factorInput);
       let r: { result: Params; metrics: TaskMetrics[] };
       try {
         r = tf.tidy(() => fn(e, theta, metrics.length, hooks) as unknown as tf.TensorContainer) as unknown as typeof r;

@@ -16,7 +16,7 @@ export const fomaml = defineLearner({
   pins: [],
   init: (s, seed) => s.model.init(seed),
   outer: () => adam(),
-  shardRunner: (s) => episodeRunner(s, mamlEpisode(s.config.innerSteps, s.config.innerLr, true), true, { factorKernels: true }),
+  shardRunner: (s) => episodeRunner(s, mamlEpisode(s.config.innerSteps, s.config.innerLr, true), true, { factorInput: true }),
   evaluate: (s, params, o) => evaluate(s.model, s.test, params, { ...o, innerLr: s.config.innerLr }),
   presets: [
     {

@@ -51,12 +51,12 @@ export function mamlEpisode(innerSteps: number, innerLr: number, firstOrder: boo
 
 /**
  * A shard runner over an episode function, batched over tasks where the model and config allow.
- * `factorKernels`: `fn` adapts only by the episode's own SGD step (`e.step`), so batched episodes may
- * keep the dense kernels factored (meta/algorithms/factored-episode.ts).
+ * `factorInput`: `fn` adapts only by the episode's own SGD step (`e.step`), so batched episodes may
+ * keep the input kernel factored (meta/algorithms/factored-episode.ts).
  */
-export function episodeRunner(s: LearnerSetup, fn: EpisodeFn, learnerBatches: boolean, o: { factorKernels?: boolean } = {}): ShardRunner {
+export function episodeRunner(s: LearnerSetup, fn: EpisodeFn, learnerBatches: boolean, o: { factorInput?: boolean } = {}): ShardRunner {
   const batched = canBatch(s.model, s.config.batchTasks, learnerBatches);
-  return { batched, runShard: (theta, tasks, hooks) => runEpisodes(theta, tasks, { model: s.model, kind: s.train.kind, batched, classes: s.train.outputs, factorKernels: o.factorKernels }, fn, hooks) };
+  return { batched, runShard: (theta, tasks, hooks) => runEpisodes(theta, tasks, { model: s.model, kind: s.train.kind, batched, classes: s.train.outputs, factorInput: o.factorInput }, fn, hooks) };
 }
 
 export const maml = defineLearner({
@@ -72,7 +72,7 @@ export const maml = defineLearner({
   shardRunner(s) {
     // Second order through conv, pooling and softmax needs gradients tfjs lacks (idempotent).
     registerHigherOrderGradients();
-    return episodeRunner(s, mamlEpisode(s.config.innerSteps, s.config.innerLr, false), true, { factorKernels: true });
+    return episodeRunner(s, mamlEpisode(s.config.innerSteps, s.config.innerLr, false), true, { factorInput: true });
   },
   evaluate: (s, params, o) => evaluate(s.model, s.test, params, { ...o, innerLr: s.config.innerLr }),
   presets: [

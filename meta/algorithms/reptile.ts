@@ -122,16 +122,16 @@ function wholeSetSgd(hyper: ReptileOptions, batch: number | undefined, n: number
 
 /**
  * Whether every episode's inner loop is whole-set SGD whatever its support size (no batch size
- * set), so the episodes may be built with the dense kernels factored.
+ * set), so the episodes may be built with the input kernel factored.
  */
-function factorsKernels(hyper: ReptileOptions, batch: number | undefined): boolean {
+function factorsInput(hyper: ReptileOptions, batch: number | undefined): boolean {
   return wholeSetSgd(hyper, batch, Infinity);
 }
 
 /**
  * `steps` inner steps of Reptile's inner loop on the names `keys` of `phi`, minibatches of `batch`
  * (calls `each` after every step). Plain SGD on the whole support set steps by the episode's own
- * SGD step, so a batched episode may factor the dense kernels (factored-episode.ts); a minibatch
+ * SGD step, so a batched episode may factor the input kernel (factored-episode.ts); a minibatch
  * is a permutation of the whole set then, the same set every step, and is not gathered.
  */
 function innerLoop(e: Episode, keys: readonly string[], phi: Params, hyper: ReptileOptions, lr: number, batch: number | undefined, steps: number, each: (i: number, phi: Params) => boolean): Params {
@@ -144,7 +144,7 @@ function innerLoop(e: Episode, keys: readonly string[], phi: Params, hyper: Rept
     return phi;
   }
   const factored = factoredKernelIn(phi, keys);
-  if (factored) throw new Error(`reptile: '${factored}' is factored, which only plain SGD on the whole support set allows; build the episode without factorKernels`);
+  if (factored) throw new Error(`reptile: '${factored}' is factored, which only plain SGD on the whole support set allows; build the episode without factorInput`);
   const b = batch ?? n;
   // One permutation stream per task: a task's batches do not depend on what shard it is in.
   const perTask = e.tasks.map((t) => minibatchIndices(t.seed, n, b, steps));
@@ -211,13 +211,13 @@ export const reptile = defineLearner<ReptileOptions>({
   trainTask: (config, hyper) => (hyper.trainShots !== undefined && config.task.family !== "sinusoid" ? { shots: hyper.trainShots, queryShots: 1 } : hyper.trainShots !== undefined ? { shots: hyper.trainShots } : {}),
   init: (s, seed) => s.model.init(seed),
   outer: (s) => reptileOuter(s.hyper, s.config.iterations),
-  // Plain SGD on whole support sets (no innerBatchSize) is a rank-n change of each kernel: factor them.
-  shardRunner: (s) => episodeRunner(s, reptileEpisode(s), true, { factorKernels: factorsKernels(s.hyper, s.hyper.innerBatchSize) }),
+  // Plain SGD on whole support sets (no innerBatchSize) is a rank-n change of the input kernel: factor it.
+  shardRunner: (s) => episodeRunner(s, reptileEpisode(s), true, { factorInput: factorsInput(s.hyper, s.hyper.innerBatchSize) }),
   evaluate: (s, params, o) =>
     evaluateWith(s.model, s.test, params, o, reptileAdaptation(s), {
       // One-at-a-time prediction runs task by task; its batch statistics are the support set's plus one query.
       batchable: s.hyper.transductive,
-      factorKernels: factorsKernels(s.hyper, s.hyper.evalInnerBatchSize ?? s.hyper.innerBatchSize),
+      factorInput: factorsInput(s.hyper, s.hyper.evalInnerBatchSize ?? s.hyper.innerBatchSize),
       ...(s.hyper.transductive || s.model.batchNorm === "none" ? {} : { batchNorm: "per-example" as const }),
     }),
   presets: [

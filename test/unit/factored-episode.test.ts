@@ -5,12 +5,12 @@
 import { test, before } from "node:test";
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
-import { assertBatchedMatchesOneByOne, runnerFor } from "../helpers/learners.js";
+import { runnerFor } from "../helpers/learners.js";
 import { mlp } from "../../meta/models.js";
 import { dispose, fromList, names } from "../../meta/params.js";
 import { taskLoss, toTensors } from "../../meta/losses.js";
 import { disposeEpisode, episodeOf, sgdStep, supportLoss } from "../../meta/algorithms/episodes.js";
-import { factoringPays, setHiddenFactorRatio } from "../../meta/algorithms/factored-episode.js";
+import { factoringPays } from "../../meta/algorithms/factored-episode.js";
 import { evaluate } from "../../meta/evaluate.js";
 import type { Task, TaskFamily } from "../../meta/tasks/types.js";
 import { dot, randomDirection, shifted, useCpu, values } from "../helpers/tf.js";
@@ -235,22 +235,4 @@ test("a cancelled factored shard frees every tensor", async () => {
   );
   assert.equal(tf.memory().numTensors, before);
   dispose(theta);
-});
-
-test("with the hidden kernels factored too (W_t = W + Hᵀ·V, H the support inputs of the steps so far), batched shards equal one task at a time", async () => {
-  const was = setHiddenFactorRatio(1); // 12→10 and 10→5 against 5 support rows: both factored
-  try {
-    const theta = model.init(8);
-    const e = episodeOf(tasks, model, "classification", true, 5, true);
-    const p = e.expand(theta);
-    assert.deepEqual(p["dense1/kernel"]!.shape, [12, 10], "dense1 shared");
-    assert.deepEqual(p["dense2/kernel"]!.shape, [10, 5], "dense2 shared");
-    tf.dispose(Object.values(p).filter((t) => !Object.values(theta).includes(t)));
-    disposeEpisode(e);
-    // Tolerance as for the input kernel alone (the test above): 1e-4 relative.
-    for (const algorithm of ["maml", "fomaml", "reptile"]) await assertBatchedMatchesOneByOne(`${algorithm}, hidden factored`, { algorithm, model, theta, tasks, tol: 1e-4 });
-    dispose(theta);
-  } finally {
-    setHiddenFactorRatio(was);
-  }
 });
