@@ -47,8 +47,9 @@ export interface ActivityDeps {
    */
   metrics?: MetricsPort;
   /**
-   * Benchmarks only: sleep this many ms per task after its real work (heartbeating and honouring
-   * cancellation), to stand in for GPU compute when measuring orchestration scaling. Default 0.
+   * Benchmarks only: each task takes this many ms, its real work included — the shard sleeps
+   * until k·simulatedTaskMs after its first task began once k tasks are done (heartbeating and
+   * honouring cancellation) — to stand in for GPU compute when measuring orchestration. Default 0.
    */
   simulatedTaskMs?: number;
   /**

@@ -9,9 +9,8 @@ import { shardKey } from "../storage/keys.js";
 import { cancellation, invalidInput, nonFiniteLoss, toActivityFailure } from "./errors.js";
 import { isCount, isObject, secondsSince, type ActivityContext, type ActivityKit } from "./ports.js";
 
-/** Sleep `ms` in slices of at most 1 s, offering a heartbeat after each and stopping at once on cancellation. */
-async function simulateCompute(ms: number, ctx: ActivityContext, beat: (d: Record<string, unknown>) => void): Promise<void> {
-  const end = performance.now() + ms;
+/** Sleep until `end` (performance.now() time) in slices of at most 1 s, offering a heartbeat after each and stopping at once on cancellation. */
+async function simulateComputeUntil(end: number, ctx: ActivityContext, beat: (d: Record<string, unknown>) => void): Promise<void> {
   while (performance.now() < end) {
     if (ctx.signal.aborted) throw cancellation(ctx.signal);
     await new Promise((r) => setTimeout(r, Math.min(1000, end - performance.now())));
@@ -118,12 +117,15 @@ export function runShardActivity(kit: ActivityKit) {
       const params = lease.params;
       // Task content is a pure function of (seed, iteration, index): a retry recomputes the same shard.
       const tasks = Array.from({ length: taskEnd - taskStart }, (_, j) => setup.train.task(config.seed, "train", iteration, taskStart + j));
-      let simulatedDone = 0;
       // Inner-loop timing: each afterTask closes the tasks done since the previous one (one task,
       // or a whole batch when tasks run batched over a task axis).
       const backend = backendName();
       let timedDone = 0;
       let taskStarted = performance.now();
+      // Simulated compute stands for each task's whole cost, its real inner loops included: task
+      // i is done no earlier than simulatedTaskMs·(i + 1) after the first began, however long the
+      // real work and each sleep's timer took (deadlines, so neither adds up over the tasks).
+      const computeStarted = taskStarted;
       const result = await runner.runShard(params, tasks, {
         onInnerStep: (taskOffset, step) => {
           // Throwing here aborts the shard; the algorithm frees its tensors before the error surfaces.
@@ -131,8 +133,7 @@ export function runShardActivity(kit: ActivityKit) {
           maybeBeat({ task: taskStart + taskOffset, step });
         },
         afterTask: async (done) => {
-          if (simulatedTaskMs > 0) await simulateCompute((done - simulatedDone) * simulatedTaskMs, ctx, maybeBeat);
-          simulatedDone = done;
+          if (simulatedTaskMs > 0) await simulateComputeUntil(computeStarted + done * simulatedTaskMs, ctx, maybeBeat);
           metrics.observeTask({ algorithm: config.algorithm, backend, seconds: secondsSince(taskStarted), innerSteps: config.innerSteps, tasks: done - timedDone });
           timedDone = done;
           maybeBeat({ tasksDone: done });

@@ -68,7 +68,7 @@ Environment:
   METATRAIN_WORKER_NAME            the worker label on every metric series, default the host name
   METATRAIN_STORE_PROBE_SECONDS    how long to retry the start-up store check while the store is unreachable, default 30
   METATRAIN_RESULT_PREFETCH_MB     coordinator: shard results read ahead for the outer step, at most this many MiB held, default 256; 0 turns it off
-  METATRAIN_SIMULATED_TASK_MS      benchmarks only: sleep this long per task after its real work, default 0
+  METATRAIN_SIMULATED_TASK_MS      benchmarks only: each task takes this long, its real work included, default 0
 See docs/observability.md for the metrics, the Grafana dashboard and the alerts.`;
 
 /** A flag or environment variable that is missing or wrong; the message says what to set. */
@@ -93,7 +93,7 @@ export interface WorkerConfig {
   logLevel: LogLevel;
   /** METATRAIN_STORE_PROBE_SECONDS (default 30): retry window of the start-up store check. */
   storeProbeSeconds: number;
-  /** Benchmarks only: METATRAIN_SIMULATED_TASK_MS, a fixed delay per task standing in for compute. */
+  /** Benchmarks only: METATRAIN_SIMULATED_TASK_MS, the time each task takes (its real work included), standing in for compute. */
   simulatedTaskMs: number;
   /** METATRAIN_RESULT_PREFETCH_MB (default 256; 0 off): the coordinator's read-ahead of shard results. */
   resultPrefetchMb: number;

@@ -344,6 +344,16 @@ describe("runShard", () => {
     assert.ok(fake.beats.some((b) => b.simulated === true || b.waiting === true), "the shard beats while the simulated compute sleeps");
   });
 
+  test("simulated compute is each task's whole cost: k tasks end no earlier than k·simulatedTaskMs after the first began", async () => {
+    // Deadlines from the first task's start, not a sleep after each task's real work: 2 tasks ×
+    // 300 ms give a shard of at least 0.6 s (its reported seconds include the parameter read before).
+    const fake = fakeContext();
+    const acts = createActivities({ store, context: fake.context, heartbeatIntervalMs: 100, simulatedTaskMs: 300 });
+    const keys = await acts.initRun({ runId: "simulated", config: small });
+    const out = await acts.runShard({ runId: "simulated", config: small, iteration: 0, shardIndex: 0, taskStart: 0, taskEnd: 2, paramsKey: keys.paramsKey });
+    assert.ok(out.seconds >= 0.6, `shard of 2 × 300 ms took ${out.seconds} s`);
+  });
+
   test("a shard reports its longest silence between heartbeats, start and end included", async () => {
     // 2 tasks × 300 ms of simulated compute at a 100 ms interval: beats come at most ~300 ms apart
     // (a slice) and at least 100 ms (the interval), so the longest silence lies in [0.1, 0.3 + slack].
