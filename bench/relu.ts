@@ -1,12 +1,13 @@
 // ReLU's backward as one kernel (meta/relu.ts: TensorFlow's ReluGrad on tfjs-node) against the
-// formula dy·cast(x > 0) (three kernels), first as one op — relu forward and backward, and the
+// formula dy·cast(x > 0) (three kernels), and with the mask inputs of ReLU's and max-pool's
+// backward detached (meta/gradients.ts) or not, first as one op — relu forward and backward, and the
 // backward's own gradient as MAML's outer pass takes it — on the Conv4 and MLP activations'
-// shapes, then as whole shards of bench/cases.ts learners, the two alternated shard by shard in
-// one process. Records bench/results/relu-<case>.json.
+// shapes, then as whole shards of bench/cases.ts learners, the three alternated shard by shard in
+// one process. Records bench/results/relu-<case>[-batched][-<tag>].json.
 //   node --import tsx bench/relu.ts --backend tfjs-node [--case omniglot-conv4]
-//        [--algorithms maml,fomaml,reptile,meta-sgd] [--batched false] [--rounds 5]
+//        [--algorithms maml,fomaml,reptile,meta-sgd] [--batched false] [--rounds 5] [--tag T]
 import * as tf from "@tensorflow/tfjs";
-import { registerHigherOrderGradients } from "../meta/gradients.js";
+import { registerHigherOrderGradients, undetachedMaskGradients } from "../meta/gradients.js";
 import { reluFormulaGradient } from "../meta/relu.js";
 import { alternateShards, benchCase, type BenchVariant } from "./cases.js";
 import { arg, log, machine, median, numArg, opMicros, record, setupBackend } from "./common.js";
@@ -15,12 +16,16 @@ const caseId = arg("case", "omniglot-conv4");
 const algorithms = arg("algorithms", "maml,fomaml,reptile,meta-sgd").split(",");
 const batched = arg("batched", "false") === "true";
 const rounds = numArg("rounds", 5);
+/** Appended to the results file name (`--tag detached` → relu-<case>-detached.json). */
+const tag = arg("tag", "");
 
 await setupBackend();
 
+const undetached = () => undetachedMaskGradients.forEach((g) => tf.registerGradient(g));
 const VARIANTS: BenchVariant[] = [
-  { name: "formula", apply: () => tf.registerGradient(reluFormulaGradient) },
-  { name: "ReluGrad kernel (default)", apply: registerHigherOrderGradients },
+  { name: "formula", apply: () => { undetached(); tf.registerGradient(reluFormulaGradient); } },
+  { name: "ReluGrad kernel", apply: undetached },
+  { name: "kernel, masks detached (default)", apply: registerHigherOrderGradients },
 ];
 
 // ---- one op: ∂/∂x of Σ w·relu(x), and the gradient of that through dy (second order) ----
@@ -47,5 +52,5 @@ const c = benchCase(caseId, algorithms);
 log(`${caseId}, shards of ${c.shard} ${batched ? "task-batched" : "one task at a time"}, ms a shard (median of ${rounds}, alternated)`);
 const shards = await alternateShards(c, algorithms, VARIANTS, { rounds, batched });
 registerHigherOrderGradients();
-record(`relu-${caseId}${batched ? "-batched" : ""}`, { machine: machine(), date: new Date().toISOString(), rounds, ops, shards });
+record(`relu-${caseId}${batched ? "-batched" : ""}${tag ? `-${tag}` : ""}`, { machine: machine(), date: new Date().toISOString(), rounds, ops, shards });
 log("done");

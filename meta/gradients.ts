@@ -12,8 +12,9 @@
 //      Where that is the only path tf.grad throws, otherwise the term is silently dropped. On the
 //      path: Exp (inside log-softmax). Re-registered below from the saved input instead: Exp,
 //      Tanh, Sigmoid, Softmax (same values at first order, one more elementwise op in backward).
-//      Not re-registered: MaxPool, Max, Min (their output only feeds an argmax/equality mask, whose
-//      derivative is 0 anyway), Pow (only its exponent-gradient reads the output), LogSoftmax (no
+//      Not re-registered for this: MaxPool, Max, Min (their output only feeds an argmax/equality
+//      mask, whose derivative is 0 anyway; MaxPool's is re-registered below with that input and
+//      output detached, which changes no value), Pow (only its exponent-gradient reads the output), LogSoftmax (no
 //      op runs that kernel in 4.22), Elu and LRN (their EluGrad / LRNGrad kernels lack gradients).
 //   4. Comparison kernels other than GreaterEqual have no gradient, and Max's gradient (max-shift of
 //      log-softmax) uses Equal as a mask: tf.grad throws. Registered as 0 below.
@@ -148,6 +149,33 @@ const maxPoolGradGrad: tf.GradConfig = {
 };
 
 /**
+ * MaxPool's gradient as tfjs's own (MaxPoolGrad of dy at the saved input and output), with that
+ * input and output detached: MaxPoolGrad is piecewise constant in them (maxPoolGradGrad above
+ * gives them 0), so MAML's outer backward would only build, cast and add zeros for them.
+ */
+const maxPoolGradFromSaved = (asSaved: (t: tf.Tensor) => tf.Tensor): tf.GradConfig => ({
+  kernelName: tf.MaxPool,
+  inputsToSave: ['x'],
+  outputsToSave: [true],
+  gradFunc: (dy, saved, attrs) => {
+    const [x, y] = saved as [tf.Tensor4D, tf.Tensor4D];
+    const { filterSize, strides, pad, dimRoundingMode } = attrs as unknown as tf.MaxPoolAttrs;
+    return { x: () => maxPoolGrad(dy as tf.Tensor4D, asSaved(x) as tf.Tensor4D, asSaved(y) as tf.Tensor4D, { filterSize, strides, pad, dimRoundingMode }) };
+  },
+});
+const maxPoolGradFromDetached = maxPoolGradFromSaved(detach);
+
+/**
+ * The mask gradients as they were before their inputs were detached (tfjs's own MaxPool gradient;
+ * ReLU's one kernel on its saved x), for benchmarks and tests to compare against: register them
+ * in place of registerHigherOrderGradients' own. Same values, more kernels at second order.
+ */
+export const undetachedMaskGradients: readonly tf.GradConfig[] = [
+  maxPoolGradFromSaved((t) => t),
+  fromInput(tf.Relu, 'x', (x, dy) => reluGrad(dy, x)),
+];
+
+/**
  * Item 3 at the top: the same gradients as tfjs's own, but from the saved input, so the outer
  * tf.grad can follow them. With s = softmax(x) along the last axis:
  *   Softmax: ∂/∂x = s·dy − s·Σ(s·dy)   Exp: dy·eˣ   Tanh: dy·(1 − tanh²x)   Sigmoid: dy·σ(x)(1 − σ(x))
@@ -249,6 +277,19 @@ function broadcastBack(dy: tf.Tensor, xShape: number[], axes: number[]): tf.Tens
   return reps.every((k) => k === 1) ? (r === dy ? tf.clone(dy) : r) : tf.tile(r, reps);
 }
 
+/**
+ * t as a constant: a new tensor on t's data (no copy, no kernel: what tfjs-node's Identity kernel
+ * does), recorded on no tape, so no gradient reaches t through it. For the inputs of a gradient
+ * whose derivative is exactly 0 — ReLU's x inside its backward (a mask), max-pool's input and
+ * output inside MaxPoolGrad (argmax positions) — so that MAML's outer backward does not compute
+ * their zero gradients, cast them through the saved clone's node and add them to x's gradient
+ * (three full-size kernels per node otherwise).
+ */
+export function detach(t: tf.Tensor): tf.Tensor {
+  tf.backend().incRef(t.dataId);
+  return tf.engine().makeTensorFromTensorInfo({ dataId: t.dataId, shape: t.shape, dtype: t.dtype });
+}
+
 const binary = (kernelName: string, da: (dy: tf.Tensor, a: tf.Tensor, b: tf.Tensor) => tf.Tensor, db: (dy: tf.Tensor, a: tf.Tensor, b: tf.Tensor) => tf.Tensor): tf.GradConfig => ({
   kernelName,
   inputsToSave: ['a', 'b'],
@@ -288,7 +329,8 @@ export const leanGradients: readonly tf.GradConfig[] = [
   // dy·[x > 0] as one kernel (meta/relu.ts: TensorFlow's ReluGrad on tfjs-node; tfjs's Step is six
   // kernels there — isNaN, greater, ones, fill, where, select); equal to dy·step(x) for every
   // non-NaN x (a NaN input gives 0 here, NaN there).
-  fromInput(tf.Relu, 'x', (x, dy) => reluGrad(dy, x)),
+  // The mask's input detached: its derivative is 0 (a MAML outer pass would otherwise build zeros for it).
+  fromInput(tf.Relu, 'x', (x, dy) => reluGrad(dy, detach(x))),
   fromInput(tf.Square, 'x', (x, dy) => tf.mul(dy, tf.mul(x, 2))),
   fromInput(tf.Sqrt, 'x', (x, dy) => tf.div(dy, tf.mul(tf.sqrt(x), 2))),
   {
@@ -350,6 +392,7 @@ export const leanGradients: readonly tf.GradConfig[] = [
 const configs: readonly tf.GradConfig[] = [
   conv2DBackpropFilterGrad,
   maxPoolGradGrad,
+  maxPoolGradFromDetached,
   ...inputSavingGrads,
   ...comparisonGrads,
   ...leanGradients,

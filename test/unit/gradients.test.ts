@@ -3,7 +3,7 @@ import { before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
-import { registerHigherOrderGradients, softmaxCrossEntropy } from '../../meta/gradients.js';
+import { registerHigherOrderGradients, softmaxCrossEntropy, undetachedMaskGradients } from '../../meta/gradients.js';
 import { Rng } from '../../meta/rng.js';
 
 type Shape4 = [number, number, number, number];
@@ -353,6 +353,42 @@ test('no tensors leak from the registered gradients', () => {
   run();
   assert.equal(tf.memory().numTensors, before);
   tf.dispose([x, w, c]);
+});
+
+test('ReLU and max-pool read their masks from detached inputs: a second-order pass builds no zeros for them, changes no value, frees everything', async () => {
+  // h(w) = ⟨c, ∂L/∂w⟩ with L = Σ u·maxPool(relu(conv(x, w)))²: h's gradient differentiates ReLU's
+  // backward and MaxPoolGrad (through their upstream, which the square makes depend on w), and
+  // both are piecewise constant in their mask inputs (x of ReLU; input and output of the pool).
+  // Detached, those get no gradient at all, so no ZerosLike kernel runs.
+  // The reference registers the same gradients undetached (undetachedMaskGradients), whose zero
+  // gradients are added in: x + 0 = x, so the values agree bit for bit.
+  const rng = new Rng(6100);
+  const x = randn(rng, [2, 6, 6, 2]) as tf.Tensor4D;
+  const w = randn(rng, [3, 3, 2, 3]);
+  const c = randn(rng, [3, 3, 2, 3]);
+  const u = randn(rng, [2, 3, 3, 3]);
+  const L = (ww: tf.Tensor): tf.Scalar => tf.sum(tf.mul(u, tf.square(tf.maxPool(tf.relu(tf.conv2d(x, ww as tf.Tensor4D, 1, 'same')), 2, 2, 'valid'))));
+  const h = (): tf.Tensor => tf.grad((ww: tf.Tensor) => tf.sum(tf.mul(c, tf.grad(L)(ww))))(w);
+  h().dispose(); // warm-up: kernels may create persistent state on first use
+  const before = tf.memory();
+  const prof = await tf.profile(() => h());
+  const ours = prof.result as tf.Tensor;
+  assert.ok(!prof.kernelNames.includes('ZerosLike'), `kernels: ${prof.kernelNames}`);
+  for (const g of undetachedMaskGradients) tf.registerGradient(g);
+  let theirs: tf.Tensor;
+  try {
+    const p = await tf.profile(() => h());
+    theirs = p.result as tf.Tensor;
+    assert.ok(p.kernelNames.includes('ZerosLike'), 'the undetached reference builds zeros (else this test shows nothing)');
+  } finally {
+    registerHigherOrderGradients();
+  }
+  assert.deepEqual(ours.dataSync(), theirs.dataSync());
+  assert.ok(ours.dataSync().some((v) => v !== 0), 'a nonzero second-order gradient');
+  tf.dispose([ours, theirs]);
+  assert.equal(tf.memory().numTensors, before.numTensors, 'tensors left behind');
+  assert.equal(tf.memory().numDataBuffers, before.numDataBuffers, 'data left behind');
+  tf.dispose([x, w, c, u]);
 });
 
 test('MaxPoolGrad gradient on the wasm backend (wasm has no Conv2DBackpropFilter kernel at all)', async () => {
