@@ -1,5 +1,6 @@
 // Signals to a running run (pause, resume, cancel), shared by their three command files.
 import { cancelSignal, pauseSignal, resumeSignal } from "../workflows/index.js";
+import type { RunProgress } from "../contracts/activities.js";
 import { CliError, ExitCodes } from "./errors.js";
 import { describeExecution, queryProgress } from "./runs.js";
 import { temporalError, withTemporal, type TemporalSession } from "./temporal.js";
@@ -22,6 +23,44 @@ const WHAT: Record<Steer, string> = {
   cancel: "cancelling: the iteration in flight is abandoned, a checkpoint of the last completed iteration is written, then the run ends",
 };
 
+/** The run's progress shows the signal taken effect. */
+const SEEN: Record<Steer, (p: RunProgress) => boolean> = { pause: (p) => p.paused, resume: (p) => !p.paused, cancel: (p) => p.cancelling };
+
+/** What signalUntilSeen needs of a run: send the signal, its current execution, its progress (undefined: no answer now). */
+export interface SteerTarget {
+  signal(): Promise<void>;
+  execution(): Promise<{ runId: string; running: boolean }>;
+  progress(): Promise<RunProgress | undefined>;
+}
+
+/**
+ * Send a steering signal and wait until the run shows it. A signal that lands while the run
+ * continues as new can be lost: the server rejects that completion so that the workflow sees the
+ * signal, but the SDK may resume the workflow past the result that led to continue-as-new before
+ * it runs the signal's handler (seen in CI on 2026-12-08: the old execution's history holds the
+ * cancel, the new execution never saw it). So when the run has moved to a new execution without
+ * showing the signal, it is sent again: all three are idempotent. Returns the progress that shows
+ * it; undefined when the run ended (a cancel's end) or no worker answered a query (nothing to
+ * confirm with: the signal was sent once); the last progress at the deadline.
+ */
+export async function signalUntilSeen(t: SteerTarget, which: Steer, o: { timeoutMs?: number; pollMs?: number } = {}): Promise<RunProgress | undefined> {
+  const deadline = Date.now() + (o.timeoutMs ?? 30_000);
+  for (;;) {
+    const sentTo = (await t.execution()).runId;
+    await t.signal();
+    for (;;) {
+      const now = await t.execution();
+      if (!now.running) return undefined;
+      const p = await t.progress();
+      if (!p) return undefined;
+      if (SEEN[which](p)) return p;
+      if (Date.now() > deadline) return p;
+      if (now.runId !== sentTo) break; // a new execution that does not show it: lost in continue-as-new
+      await new Promise((r) => setTimeout(r, o.pollMs ?? 200));
+    }
+  }
+}
+
 /** Send one steering signal to a running run; a run that has ended is a CliError (exit 2). */
 export async function steer(runId: string, which: Steer, json: boolean | undefined): Promise<void> {
   await withTemporal((s) => steerIn(s, runId, which, json));
@@ -33,12 +72,20 @@ export async function steerIn(s: TemporalSession, runId: string, which: Steer, j
   if (d.status.name !== "RUNNING") {
     throw new CliError(`run '${runId}' has ended: there is nothing to ${which}`, ExitCodes.badInput, which === "resume" ? `to go on from its last checkpoint: metatrain resume-from ${runId}` : "`metatrain status` shows how it ended");
   }
+  const handle = s.client.workflow.getHandle(runId);
+  let p: RunProgress | undefined;
   try {
-    await s.client.workflow.getHandle(runId).signal(SIGNALS[which]);
+    p = await signalUntilSeen({
+      signal: () => handle.signal(SIGNALS[which]),
+      execution: async () => {
+        const d = await handle.describe();
+        return { runId: d.runId, running: d.status.name === "RUNNING" };
+      },
+      progress: () => queryProgress(s, runId, 3000),
+    }, which, { timeoutMs: 15_000 });
   } catch (e) {
     throw temporalError(e, s.settings, runId);
   }
-  const p = await queryProgress(s, runId, 3000);
   const out: SteerJson = { runId, signal: which, iteration: p?.iteration ?? null, iterations: p?.iterations ?? null };
   process.stdout.write(json ? `${JSON.stringify(out, null, 2)}\n` : `run ${runId}: ${WHAT[which]}${p ? ` (at iteration ${p.iteration}/${p.iterations})` : ""}\n`);
 }
