@@ -1,6 +1,7 @@
 // Shared benchmark plumbing: backend from the command line or environment, machine description,
 // medians, progress lines and a JSON record of every result under bench/results/.
 import { mkdirSync, writeFileSync } from "node:fs";
+import type * as tf from "@tensorflow/tfjs";
 import { cpus, totalmem } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -71,7 +72,7 @@ export function record(name: string, data: unknown): void {
 }
 
 /** µs a call of `f` (an op and what it returns, disposed), over `n` calls after 10 to warm up; waits for the first result's values each call. */
-export function opMicros(f: () => import("@tensorflow/tfjs").Tensor[], n = 100): number {
+export function opMicros(f: () => tf.Tensor[], n = 100): number {
   for (let i = 0; i < 10; i++) disposeAll(f());
   const t0 = performance.now();
   for (let i = 0; i < n; i++) {
@@ -81,4 +82,4 @@ export function opMicros(f: () => import("@tensorflow/tfjs").Tensor[], n = 100):
   }
   return ((performance.now() - t0) / n) * 1000;
 }
-const disposeAll = (ts: { dispose(): void }[]) => ts.forEach((t) => t.dispose());
+const disposeAll = (ts: tf.Tensor[]) => ts.forEach((t) => t.dispose());

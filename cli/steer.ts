@@ -1,5 +1,6 @@
 // Signals to a running run (pause, resume, cancel), shared by their three command files.
 import { cancelSignal, pauseSignal, resumeSignal } from "../workflows/index.js";
+import type { WorkflowHandle } from "@temporalio/client";
 import type { RunProgress } from "../contracts/activities.js";
 import { CliError, ExitCodes } from "./errors.js";
 import { describeExecution, queryProgress } from "./runs.js";
@@ -61,6 +62,18 @@ export async function signalUntilSeen(t: SteerTarget, which: Steer, o: { timeout
   }
 }
 
+/** A run as signalUntilSeen steers it: `which` sent through `handle` (the latest execution of a workflow id), progress from `progress`. */
+export function steerTarget(handle: WorkflowHandle, which: Steer, progress: () => Promise<RunProgress | undefined>): SteerTarget {
+  return {
+    signal: () => handle.signal(SIGNALS[which]),
+    execution: async () => {
+      const d = await handle.describe();
+      return { runId: d.runId, running: d.status.name === "RUNNING" };
+    },
+    progress,
+  };
+}
+
 /** Send one steering signal to a running run; a run that has ended is a CliError (exit 2). */
 export async function steer(runId: string, which: Steer, json: boolean | undefined): Promise<void> {
   await withTemporal((s) => steerIn(s, runId, which, json));
@@ -72,17 +85,9 @@ export async function steerIn(s: TemporalSession, runId: string, which: Steer, j
   if (d.status.name !== "RUNNING") {
     throw new CliError(`run '${runId}' has ended: there is nothing to ${which}`, ExitCodes.badInput, which === "resume" ? `to go on from its last checkpoint: metatrain resume-from ${runId}` : "`metatrain status` shows how it ended");
   }
-  const handle = s.client.workflow.getHandle(runId);
   let p: RunProgress | undefined;
   try {
-    p = await signalUntilSeen({
-      signal: () => handle.signal(SIGNALS[which]),
-      execution: async () => {
-        const d = await handle.describe();
-        return { runId: d.runId, running: d.status.name === "RUNNING" };
-      },
-      progress: () => queryProgress(s, runId, 3000),
-    }, which, { timeoutMs: 15_000 });
+    p = await signalUntilSeen(steerTarget(s.client.workflow.getHandle(runId), which, () => queryProgress(s, runId, 3000)), which, { timeoutMs: 15_000 });
   } catch (e) {
     throw temporalError(e, s.settings, runId);
   }

@@ -14,8 +14,9 @@
 //      Tanh, Sigmoid, Softmax (same values at first order, one more elementwise op in backward).
 //      Not re-registered for this: MaxPool, Max, Min (their output only feeds an argmax/equality
 //      mask, whose derivative is 0 anyway; MaxPool's is re-registered below with that input and
-//      output detached, which changes no value), Pow (only its exponent-gradient reads the output), LogSoftmax (no
-//      op runs that kernel in 4.22), Elu and LRN (their EluGrad / LRNGrad kernels lack gradients).
+//      output detached, which changes no value), Pow (only its exponent-gradient reads the
+//      output), LogSoftmax (no op runs that kernel in 4.22), Elu and LRN (their EluGrad / LRNGrad
+//      kernels lack gradients).
 //   4. Comparison kernels other than GreaterEqual have no gradient, and Max's gradient (max-shift of
 //      log-softmax) uses Equal as a mask: tf.grad throws. Registered as 0 below.
 //   5. tf.logSoftmax and tf.losses.softmaxCrossEntropy are tf.customGrad ops whose forward runs with

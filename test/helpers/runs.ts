@@ -7,8 +7,8 @@ import { deserializeParams, dispose } from "../../meta/params.js";
 import { LocalMetaTrainer } from "../../meta/trainer.js";
 import { FILE_DATA } from "../../activities/build.js";
 import type { BlobStore } from "../../storage/blobstore.js";
-import { cancelSignal, metaTrainingWorkflow, pauseSignal, progressQuery, resumeSignal } from "../../workflows/meta-training.js";
-import { signalUntilSeen, type Steer } from "../../cli/steer.js";
+import { metaTrainingWorkflow, progressQuery } from "../../workflows/meta-training.js";
+import { signalUntilSeen, steerTarget, type Steer } from "../../cli/steer.js";
 
 const MINUTE = 60_000;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -101,15 +101,7 @@ export const latestRun = (client: Client, workflowId: string) => client.workflow
  * the run continued as new without showing it. Returns once the run shows it, or has ended.
  */
 export function steerRun(client: Client, workflowId: string, which: Steer): Promise<RunProgress | undefined> {
-  const handle = () => latestRun(client, workflowId);
-  return signalUntilSeen({
-    signal: () => handle().signal(({ pause: pauseSignal, resume: resumeSignal, cancel: cancelSignal } as const)[which]),
-    execution: async () => {
-      const d = await handle().describe();
-      return { runId: d.runId, running: d.status.name === "RUNNING" };
-    },
-    progress: () => runProgress(client, workflowId),
-  }, which, { timeoutMs: 60_000 });
+  return signalUntilSeen(steerTarget(latestRun(client, workflowId), which, () => runProgress(client, workflowId)), which, { timeoutMs: 60_000 });
 }
 
 /** `progress`, or undefined when it cannot be answered now (no coordinator, server restarting). */
